@@ -1,0 +1,124 @@
+"""The dataset base class shared by every panoptic dataset, and the dataset registry."""
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ...utils.registry import Registry
+from ..transforms import PanopticTargetGenerator, build_train_transforms, encode_panoptic, normalize, to_tensor
+
+DATASET_REGISTRY = Registry(
+    "DATASET_REGISTRY",
+    contract="A PanopticDataset subclass with a ``from_config(cfg, split, **common)`` classmethod.",
+    config_key="DATASET.DATASET",
+)
+register_dataset = DATASET_REGISTRY.register
+
+TARGET_KEYS = ("semantic", "foreground", "center", "offset", "semantic_weights", "center_weights", "offset_weights")
+
+
+class DatasetError(RuntimeError):
+    """A sample could not be read or is inconsistent; the message names the file(s)."""
+
+
+class PanopticDataset(Dataset):
+    """Base class: subclasses implement ``__len__`` and ``load(index)``; this class augments and builds targets.
+
+    ``load`` returns a dict with ``image`` (uint8 [H, W, 3] RGB), ``panoptic`` (int [H, W] segment ids, 0 = void),
+    ``segments`` (list of ``{"id", "category_id" (train id), "iscrowd"}``) and ``file_name``.
+
+    ``__getitem__`` returns ``image`` (float32 [3, H, W], normalised), ``panoptic`` (long [H, W], train-id encoding of
+    ``metadata``), ``file_name`` and, unless ``pan_only``, the CPU targets of ``PanopticTargetGenerator``.
+    """
+
+    metadata = None  # DatasetMetadata, set by subclasses
+
+    def __init__(self, split, is_train=False, transforms=None, target_generator=None, mean=(0.485, 0.456, 0.406),
+                 std=(0.229, 0.224, 0.225), pan_only=False, semantic_only=False, seed=0):
+        self.split = split
+        self.is_train = is_train
+        self.transforms = transforms
+        self.target_generator = target_generator
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.pan_only = pan_only
+        self.semantic_only = semantic_only
+        self.seed = seed
+        self._epoch_rng = None
+
+    def load(self, index):
+        raise NotImplementedError
+
+    def _rng(self, index):
+        if not self.is_train:
+            return np.random.default_rng([self.seed, index])
+        # fresh entropy per call in training, reproducible when the worker's numpy RNG is seeded
+        return np.random.default_rng(np.random.randint(0, 2 ** 31, size=2).tolist() + [index])
+
+    def __getitem__(self, index):
+        raw = self.load(index)
+        image, pan = raw["image"], raw["panoptic"]
+        if image.shape[:2] != pan.shape:
+            raise DatasetError(f"{raw['file_name']}: image is {image.shape[1]}x{image.shape[0]} but its panoptic "
+                               f"annotation is {pan.shape[1]}x{pan.shape[0]} (width x height).")
+        pan = pan.astype(np.int32, copy=False)
+        if self.is_train and self.transforms is not None:
+            image, pan = self.transforms(image, pan, self._rng(index))
+        out = {
+            "image": normalize(to_tensor(image), self.mean, self.std),
+            "panoptic": encode_panoptic(pan, raw["segments"], self.metadata),
+            "file_name": raw["file_name"],
+        }
+        if not self.pan_only and self.target_generator is not None:
+            targets = self.target_generator(pan, raw["segments"])
+            keys = ("semantic", "semantic_weights") if self.semantic_only else TARGET_KEYS
+            out.update({k: targets[k] for k in keys})
+        return out
+
+
+def build_dataset(cfg, split, is_train):
+    """The dataset of DATASET.DATASET for ``split``, with augmentation and targets set up from ``cfg``."""
+    from . import synthetic  # noqa: F401  (registers the built-in datasets)
+
+    cls = DATASET_REGISTRY.get(cfg.DATASET.DATASET)
+    d = cfg.DATASET
+    meta = cls.metadata
+    if d.NUM_CLASSES != meta.num_classes:
+        raise ValueError(f"DATASET.NUM_CLASSES is {d.NUM_CLASSES} but dataset '{d.DATASET}' has {meta.num_classes} "
+                         f"classes ({', '.join(meta.class_names)}); set DATASET.NUM_CLASSES {meta.num_classes}.")
+    generator = PanopticTargetGenerator(
+        ignore_label=meta.ignore_label, rgb2id=lambda x: x, thing_list=meta.thing_ids, sigma=d.GAUSSIAN_SIGMA,
+        ignore_stuff_in_offset=d.IGNORE_STUFF_IN_OFFSET, small_instance_area=d.SMALL_INSTANCE_AREA,
+        small_instance_weight=d.SMALL_INSTANCE_WEIGHT, ignore_crowd_in_semantic=d.IGNORE_CROWD_IN_SEMANTIC)
+    return cls.from_config(
+        cfg, split, is_train=is_train, transforms=build_train_transforms(cfg) if is_train else None,
+        target_generator=generator, mean=d.MEAN, std=d.STD, pan_only=d.PAN_ONLY, semantic_only=d.SEMANTIC_ONLY,
+        seed=max(cfg.SEED, 0))
+
+
+def collate(batch):
+    """Stack tensors; keep strings as lists."""
+    out = {}
+    for key in batch[0]:
+        values = [b[key] for b in batch]
+        out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return out
+
+
+def require_dir(path, what, config_key="DATASET.ROOT"):
+    """Raise FileNotFoundError naming ``path`` and the config key unless it is an existing folder."""
+    import os
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{what} folder '{path}' does not exist; check {config_key} "
+                                f"(datasets/README.md shows the expected layout).")
+    return path
+
+
+def read_image(path, mode="RGB"):
+    """Read an image file as a numpy array; raise DatasetError naming the file if it is missing or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert(mode) if mode else im)
+    except FileNotFoundError:
+        raise DatasetError(f"Image file '{path}' does not exist.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DatasetError(f"Image file '{path}' cannot be read ({e}).") from None

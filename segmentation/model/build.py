@@ -1,0 +1,48 @@
+"""Build the configured model."""
+import logging
+
+import torch
+
+from .backbone import build_backbone
+from .meta_arch import META_ARCH_REGISTRY
+
+logger = logging.getLogger(__name__)
+
+
+def _check_feature_keys(cfg, backbone):
+    keys = [("MODEL.DECODER.FEATURE_KEY", cfg.MODEL.DECODER.FEATURE_KEY, "MODEL.DECODER.IN_CHANNELS",
+             cfg.MODEL.DECODER.IN_CHANNELS)]
+    if cfg.MODEL.META_ARCHITECTURE == "panoptic_deeplab":
+        p = cfg.MODEL.PANOPTIC_DEEPLAB
+        keys += [("MODEL.PANOPTIC_DEEPLAB.LOW_LEVEL_KEY", k, "MODEL.PANOPTIC_DEEPLAB.LOW_LEVEL_CHANNELS", c)
+                 for k, c in zip(p.LOW_LEVEL_KEY, p.LOW_LEVEL_CHANNELS)]
+    elif cfg.MODEL.META_ARCHITECTURE == "deeplabv3plus":
+        p = cfg.MODEL.DEEPLABV3PLUS
+        keys.append(("MODEL.DEEPLABV3PLUS.LOW_LEVEL_KEY", p.LOW_LEVEL_KEY, "MODEL.DEEPLABV3PLUS.LOW_LEVEL_CHANNELS",
+                     p.LOW_LEVEL_CHANNELS))
+    for key_name, key, ch_name, ch in keys:
+        if key not in backbone.out_channels:
+            raise ValueError(f"{key_name} '{key}' is not a feature of backbone '{cfg.MODEL.BACKBONE.NAME}'; its "
+                             f"features are: {', '.join(backbone.out_channels)}.")
+        if backbone.out_channels[key] != ch:
+            raise ValueError(f"{ch_name} says {ch} channels for '{key}' but backbone '{cfg.MODEL.BACKBONE.NAME}' "
+                             f"gives {backbone.out_channels[key]}.")
+
+
+def build_model(cfg):
+    """Backbone + meta-architecture from ``cfg``; MODEL.WEIGHTS initialises the whole model (non-strict)."""
+    if cfg.OM.NAME:
+        raise NotImplementedError(f"OM.NAME is '{cfg.OM.NAME}' but the output-mathematics path is not available in "
+                                  f"this version; leave OM.NAME empty to train the conventional Panoptic-DeepLab.")
+    if cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG:
+        raise NotImplementedError("MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG is not implemented; set it False.")
+    backbone = build_backbone(cfg)
+    _check_feature_keys(cfg, backbone)
+    model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg, backbone)
+    if cfg.MODEL.WEIGHTS:
+        state = torch.load(cfg.MODEL.WEIGHTS, map_location="cpu", weights_only=True)
+        state = state.get("model", state.get("state_dict", state))
+        result = model.load_state_dict(state, strict=False)
+        logger.info("Loaded %s: missing %s, unexpected %s", cfg.MODEL.WEIGHTS, result.missing_keys,
+                    result.unexpected_keys)
+    return model

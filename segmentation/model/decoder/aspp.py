@@ -1,0 +1,37 @@
+"""Atrous spatial pyramid pooling whose image pooling works at any input size."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .conv_module import basic_conv
+
+
+class ASPPPooling(nn.Module):
+    """Global average pooling + 1x1 conv + ReLU, broadcast back to the input size.
+
+    The original pools a fixed window matching the training crop and has to be reconfigured for other sizes; global
+    pooling is the same on the training crop and valid at any test size.
+    """
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        y = self.conv(F.adaptive_avg_pool2d(x, 1))
+        return y.expand(-1, -1, x.shape[-2], x.shape[-1])
+
+
+class ASPP(nn.Module):
+    """1x1 conv, three atrous 3x3 convs and image pooling, concatenated and projected (+ dropout 0.5)."""
+
+    def __init__(self, cin, cout, atrous_rates):
+        super().__init__()
+        branches = [basic_conv(cin, cout, 1)]
+        branches += [basic_conv(cin, cout, 3, padding=r, dilation=r) for r in atrous_rates]
+        branches.append(ASPPPooling(cin, cout))
+        self.convs = nn.ModuleList(branches)
+        self.project = nn.Sequential(basic_conv(len(branches) * cout, cout, 1), nn.Dropout(0.5))
+
+    def forward(self, x):
+        return self.project(torch.cat([b(x) for b in self.convs], dim=1))

@@ -1,0 +1,110 @@
+"""The Panoptic-DeepLab decoders and prediction heads, and the DeepLabV3/V3+ semantic decoders."""
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .aspp import ASPP
+from .conv_module import basic_conv, depthwise_separable_conv
+
+
+class SinglePanopticDeepLabDecoder(nn.Module):
+    """ASPP on ``feature_key``, then for each low-level feature: 1x1 projection, upsample, concat, 5x5 DS fuse conv.
+
+    Output: features at the stride of the last low-level key (stride 4 with res2 / layer_4).
+    """
+
+    def __init__(self, in_channels, feature_key, low_level_channels, low_level_key, low_level_channels_project,
+                 decoder_channels, atrous_rates, aspp_channels=None):
+        super().__init__()
+        aspp_channels = aspp_channels or decoder_channels
+        self.aspp = ASPP(in_channels, aspp_channels, atrous_rates)
+        self.feature_key = feature_key
+        self.low_level_key = list(low_level_key)
+        if not len(low_level_channels) == len(low_level_key) == len(low_level_channels_project):
+            raise ValueError("MODEL.PANOPTIC_DEEPLAB.LOW_LEVEL_CHANNELS, LOW_LEVEL_KEY and LOW_LEVEL_CHANNELS_PROJECT "
+                             "(and INSTANCE.LOW_LEVEL_CHANNELS_PROJECT) must have the same length.")
+        self.project = nn.ModuleList([basic_conv(c, p, 1) for c, p in zip(low_level_channels,
+                                                                            low_level_channels_project)])
+        fuse_in = [aspp_channels + low_level_channels_project[0]]
+        fuse_in += [decoder_channels + p for p in low_level_channels_project[1:]]
+        self.fuse = nn.ModuleList([depthwise_separable_conv(c, decoder_channels) for c in fuse_in])
+
+    def forward(self, features):
+        x = self.aspp(features[self.feature_key])
+        for key, project, fuse in zip(self.low_level_key, self.project, self.fuse):
+            low = project(features[key])
+            x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
+            x = fuse(torch.cat([x, low], dim=1))
+        return x
+
+
+class SinglePanopticDeepLabHead(nn.Module):
+    """One 5x5 DS conv + 1x1 classifier per output key."""
+
+    def __init__(self, decoder_channels, head_channels, num_classes, class_key):
+        super().__init__()
+        self.class_key = list(class_key)
+        self.fuse = nn.ModuleDict({k: depthwise_separable_conv(decoder_channels, head_channels) for k in class_key})
+        self.classifier = nn.ModuleDict({k: nn.Conv2d(head_channels, n, 1) for k, n in zip(class_key, num_classes)})
+
+    def forward(self, x):
+        return OrderedDict((k, self.classifier[k](self.fuse[k](x))) for k in self.class_key)
+
+
+class PanopticDeepLabDecoder(nn.Module):
+    """Semantic decoder + head, and (if enabled) the instance decoder + centre/offset heads."""
+
+    def __init__(self, cfg, num_classes):
+        super().__init__()
+        d, p = cfg.MODEL.DECODER, cfg.MODEL.PANOPTIC_DEEPLAB
+        self.semantic_decoder = SinglePanopticDeepLabDecoder(
+            d.IN_CHANNELS, d.FEATURE_KEY, p.LOW_LEVEL_CHANNELS, p.LOW_LEVEL_KEY, p.LOW_LEVEL_CHANNELS_PROJECT,
+            d.DECODER_CHANNELS, d.ATROUS_RATES)
+        self.semantic_head = SinglePanopticDeepLabHead(d.DECODER_CHANNELS, d.DECODER_CHANNELS, [num_classes],
+                                                       ["semantic"])
+        self.instance_enabled = p.INSTANCE.ENABLE
+        if self.instance_enabled:
+            i = p.INSTANCE
+            self.instance_decoder = SinglePanopticDeepLabDecoder(
+                d.IN_CHANNELS, d.FEATURE_KEY, p.LOW_LEVEL_CHANNELS, p.LOW_LEVEL_KEY, i.LOW_LEVEL_CHANNELS_PROJECT,
+                i.DECODER_CHANNELS, d.ATROUS_RATES, aspp_channels=i.ASPP_CHANNELS)
+            self.instance_head = SinglePanopticDeepLabHead(i.DECODER_CHANNELS, i.HEAD_CHANNELS, i.NUM_CLASSES,
+                                                           i.CLASS_KEY)
+
+    def forward(self, features):
+        out = OrderedDict(self.semantic_head(self.semantic_decoder(features)))
+        if self.instance_enabled:
+            out.update(self.instance_head(self.instance_decoder(features)))
+        return out
+
+
+class DeepLabV3Decoder(nn.Module):
+    """ASPP, a 3x3 conv and a 1x1 classifier (semantic only)."""
+
+    def __init__(self, cfg, num_classes):
+        super().__init__()
+        d = cfg.MODEL.DECODER
+        self.feature_key = d.FEATURE_KEY
+        self.aspp = ASPP(d.IN_CHANNELS, d.DECODER_CHANNELS, d.ATROUS_RATES)
+        self.conv = basic_conv(d.DECODER_CHANNELS, d.DECODER_CHANNELS, 3, padding=1)
+        self.classifier = nn.Conv2d(d.DECODER_CHANNELS, num_classes, 1)
+
+    def forward(self, features):
+        return OrderedDict(semantic=self.classifier(self.conv(self.aspp(features[self.feature_key]))))
+
+
+class DeepLabV3PlusDecoder(nn.Module):
+    """ASPP, upsample to the low-level feature, concat its 1x1 projection, 5x5 DS fuse conv, 1x1 classifier."""
+
+    def __init__(self, cfg, num_classes):
+        super().__init__()
+        d, p = cfg.MODEL.DECODER, cfg.MODEL.DEEPLABV3PLUS
+        self.decoder = SinglePanopticDeepLabDecoder(d.IN_CHANNELS, d.FEATURE_KEY, [p.LOW_LEVEL_CHANNELS],
+                                                    [p.LOW_LEVEL_KEY], [p.LOW_LEVEL_CHANNELS_PROJECT],
+                                                    d.DECODER_CHANNELS, d.ATROUS_RATES)
+        self.classifier = nn.Conv2d(d.DECODER_CHANNELS, num_classes, 1)
+
+    def forward(self, features):
+        return OrderedDict(semantic=self.classifier(self.decoder(features)))

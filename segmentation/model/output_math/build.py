@@ -1,0 +1,99 @@
+"""The registry of formulations (``OM_REGISTRY``) and the composition of a base with mixins.
+
+Precedence: ``OM.MIXINS`` are applied in order on top of ``OM.NAME``, so **the last mixin listed wins** when two
+override the same variable (it comes first in the method resolution order). The composed class is created once per
+combination and named after its parts, e.g. ``PanopticDeepLab+OracleCenters+LearnableCenters``.
+"""
+import warnings
+
+from ...utils.registry import Registry
+from .core import OutputMath
+
+OM_REGISTRY = Registry(
+    "OM_REGISTRY",
+    contract=("An OutputMath subclass registered with @register_om(name, kind): kind 'base' for a complete "
+              "formulation (OM.NAME), 'mixin' for a class overriding a few variables (OM.MIXINS). A class may list "
+              "the registry names it cannot be combined with in OM_INCOMPATIBLE (with the reason in its docstring)."),
+    config_key="OM.NAME / OM.MIXINS",
+)
+
+_COMPOSED = {}
+
+
+class OMCompositionError(ValueError):
+    """A base/mixin combination cannot be built; the message names the culprits."""
+
+
+def register_om(name, kind, incompatible=()):
+    """Class decorator registering an OutputMath subclass under its config ``name``."""
+    if kind not in ("base", "mixin"):
+        raise ValueError(f"register_om kind must be 'base' or 'mixin', got {kind!r}.")
+
+    def deco(cls):
+        if not issubclass(cls, OutputMath):
+            raise TypeError(f"{cls.__name__} must inherit OutputMath to be registered in OM_REGISTRY.")
+        cls.OM_NAME, cls.OM_KIND = name, kind
+        cls.OM_INCOMPATIBLE = tuple(incompatible)
+        return OM_REGISTRY.register(name)(cls)
+    return deco
+
+
+def _names(kind):
+    return [n for n in OM_REGISTRY.names() if OM_REGISTRY.get(n).OM_KIND == kind]
+
+
+def _lookup(name, kind, key):
+    if name not in OM_REGISTRY or OM_REGISTRY.get(name).OM_KIND != kind:
+        raise OMCompositionError(f"Unknown {kind} '{name}' in {key}. Registered {kind}s: {', '.join(_names(kind))}.")
+    return OM_REGISTRY.get(name)
+
+
+def compose(base_name, mixin_names=()):
+    """The OutputMath class made of the base ``base_name`` and the mixins ``mixin_names`` (last listed wins)."""
+    from . import formulations  # noqa: F401  (registration of the built-in formulations)
+
+    mixin_names = tuple(mixin_names)
+    key = (base_name, mixin_names)
+    if key in _COMPOSED:
+        return _COMPOSED[key]
+    base = _lookup(base_name, "base", "OM.NAME")
+    mixins = [_lookup(m, "mixin", "OM.MIXINS") for m in mixin_names]
+    dup = sorted({m for m in mixin_names if mixin_names.count(m) > 1})
+    if dup:
+        raise OMCompositionError(f"OM.MIXINS lists {', '.join(dup)} more than once.")
+    parts = [base, *mixins]
+    for a in parts:
+        for b in parts:
+            if b.OM_NAME in a.OM_INCOMPATIBLE:
+                reason = (a.__doc__ or "").strip().splitlines()[0] if a.__doc__ else ""
+                raise OMCompositionError(f"OM '{a.OM_NAME}' cannot be combined with '{b.OM_NAME}' "
+                                         f"({a.__name__} declares them incompatible). {reason}")
+    bases = tuple(reversed(mixins)) + (base,)
+    name = "+".join(c.__name__ for c in parts)
+    try:
+        cls = type(name, bases, {"__module__": __name__, "_om_parts": key,
+                                 "__doc__": f"{base.__name__} with mixins {', '.join(mixin_names) or '(none)'}."})
+    except TypeError as e:
+        raise OMCompositionError(f"Cannot linearise {', '.join(c.__name__ for c in bases)} (OM.NAME {base_name}, "
+                                 f"OM.MIXINS {list(mixin_names)}): {e}") from None
+    _COMPOSED[key] = cls
+    return cls
+
+
+def build_output_math_class(cfg):
+    """Compose ``cfg.OM.NAME`` (or the deprecated ``OM.BASE``) with ``cfg.OM.MIXINS``."""
+    name = cfg.OM.NAME
+    if not name and cfg.OM.BASE:
+        warnings.warn("OM.BASE is deprecated; use OM.NAME.", DeprecationWarning, stacklevel=2)
+        name = cfg.OM.BASE
+    if not name:
+        raise OMCompositionError("OM.NAME is empty: set it to one of " + ", ".join(_names("base")) + ".")
+    return compose(name, tuple(cfg.OM.MIXINS))
+
+
+def _rebuild_instance(parts, state):
+    """Unpickling helper: re-compose the class from registry names, then restore the instance."""
+    cls = compose(*parts)
+    obj = cls.__new__(cls)
+    obj.__setstate__(state)
+    return obj

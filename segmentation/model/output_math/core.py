@@ -1,0 +1,337 @@
+"""The ``OutputMath`` base class: every mathematical variable is a memoized method of a per-batch object.
+
+Memoization rules (those of the ModulOM paper's repository, kept exactly):
+
+* a public method's result is cached per instance, keyed by the method name and its positional arguments after
+  default filling (``semantic_pred()`` and ``semantic_pred("id")`` share one entry when "id" is the default;
+  a positional-or-keyword parameter passed by name is bound to its position and still cached);
+* methods whose name starts with ``_`` are never cached (computation helpers, still overridable);
+* a call that passes a keyword-only argument (or anything caught by ``**kwargs``) bypasses the cache;
+* ``@no_cache`` marks a method never cached; ``@no_cache(condition)`` caches only when ``condition(bound)`` is
+  false, ``bound`` being the call's ``inspect.BoundArguments`` (defaults applied).
+
+The wrappers are ordinary closures made with ``functools.wraps`` when a subclass is created (no ``exec``, no source
+generation): annotations and any default value work, ``*args`` works, ``help()`` shows the original signature and
+docstring, instances pickle, and an instance holds no reference cycle (its cache is a plain dict of values).
+"""
+import functools
+import inspect
+import time
+
+import torch
+
+_NO_CACHE = "_om_no_cache"
+_MISSING = object()
+
+
+def no_cache(condition=None):
+    """Mark a method as never cached (``@no_cache``) or cached only when ``condition(bound_args)`` is false
+    (``@no_cache(lambda bound: bound.arguments["a"] is not None)``)."""
+    if inspect.isfunction(condition) and _looks_like_method(condition):  # used bare: @no_cache
+        setattr(condition, _NO_CACHE, True)
+        return condition
+    if condition is not None and not callable(condition):
+        raise TypeError("no_cache(condition): condition must be a callable receiving the bound arguments, "
+                        f"got {condition!r} (string conditions are not supported).")
+
+    def deco(fn):
+        setattr(fn, _NO_CACHE, True if condition is None else condition)
+        return fn
+    return deco
+
+
+def _looks_like_method(fn):
+    params = list(inspect.signature(fn).parameters)
+    return bool(params) and params[0] == "self"
+
+
+def tensor_bytes(value):
+    """Bytes of tensor storage reachable from ``value`` (tensors, lists, tuples, dicts)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    return 0
+
+
+class _Spec:
+    """What the wrapper needs to build a cache key quickly."""
+
+    __slots__ = ("name", "signature", "n_pos", "defaults", "n_required", "var_args", "condition")
+
+    def __init__(self, name, fn, condition):
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())[1:]  # drop self
+        pos = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.name = name
+        self.signature = sig
+        self.n_pos = len(pos)
+        self.defaults = tuple(p.default for p in pos)
+        self.n_required = sum(p.default is p.empty for p in pos)
+        self.var_args = any(p.kind == p.VAR_POSITIONAL for p in params)
+        self.condition = condition
+
+
+def _cached(fn, name):
+    """Wrap ``fn`` so that its results are memoized in the instance's cache (see module docstring)."""
+    condition = getattr(fn, _NO_CACHE, None)
+    spec = _Spec(name, fn, condition if callable(condition) else None)
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        state = self._om
+        if kwargs or spec.condition is not None:
+            try:
+                bound = spec.signature.bind(self, *args, **kwargs)
+            except TypeError:
+                return fn(self, *args, **kwargs)  # let the method raise its own error
+            bound.apply_defaults()
+            positional = set(list(spec.signature.parameters)[1:spec.n_pos + 1])
+            if any(k not in positional for k in kwargs) or (spec.condition and spec.condition(bound)):
+                return state.compute(self, fn, None, args, kwargs)
+            args = bound.args[1:]
+            kwargs = {}
+        elif len(args) < spec.n_pos:
+            if len(args) < spec.n_required:
+                return fn(self, *args)  # raises the usual missing-argument TypeError
+            args = args + spec.defaults[len(args):]
+        key = (name, *args)
+        if state.stack and state.stack[-1][0] == key:  # super().<name>(...) inside an override: no second entry
+            return fn(self, *args)
+        try:
+            value = state.cache.get(key, _MISSING)
+        except TypeError:  # unhashable argument: compute without caching
+            return state.compute(self, fn, None, args, {})
+        if value is _MISSING:
+            return state.compute(self, fn, key, args, {})
+        state.hit(key)
+        return value
+
+    wrapper.__om_wrapped__ = True
+    wrapper.__om_spec__ = spec
+    return wrapper
+
+
+class _State:
+    """Per-instance cache, statistics, recorded dataflow edges and release policy (no back-reference to the OM)."""
+
+    __slots__ = ("cache", "stats", "edges", "stack", "release", "consumers", "keep", "graph", "finished")
+
+    def __init__(self):
+        self.cache = {}
+        self.stats = {}  # name -> [hits, misses, exclusive seconds]
+        self.edges = set()  # (caller key, callee key)
+        self.stack = []  # [key, children seconds] of the variables being computed
+        self.release = False
+        self.consumers = None  # name -> remaining consumer count, while a release-policy request runs
+        self.keep = frozenset()  # names never released during the current request
+        self.graph = None  # StaticGraph used by the release policy
+        self.finished = set()  # variable names whose inputs were already accounted for
+
+    def hit(self, key):
+        s = self.stats.get(key[0])
+        if s is None:
+            s = self.stats[key[0]] = [0, 0, 0.0]
+        s[0] += 1
+        if self.stack:
+            self.edges.add((self.stack[-1][0], key))
+
+    def compute(self, om, fn, key, args, kwargs):
+        node = key if key is not None else (fn.__name__, *args)
+        if self.stack:
+            self.edges.add((self.stack[-1][0], node))
+        frame = [node, 0.0]
+        self.stack.append(frame)
+        t0 = time.perf_counter()
+        try:
+            value = fn(om, *args, **kwargs)
+        finally:
+            self.stack.pop()
+        elapsed = time.perf_counter() - t0
+        s = self.stats.get(node[0])
+        if s is None:
+            s = self.stats[node[0]] = [0, 0, 0.0]
+        s[1] += 1
+        s[2] += elapsed - frame[1]
+        if self.stack:
+            self.stack[-1][1] += elapsed
+        if key is not None:
+            self.cache[key] = value
+        if self.consumers is not None:
+            self._release_inputs_of(node)
+        return value
+
+    def _release_inputs_of(self, node):
+        if node[0] in self.finished:
+            return
+        self.finished.add(node[0])
+        for name in self.graph.dependencies(node[0]):
+            remaining = self.consumers.get(name)
+            if remaining is None:
+                continue
+            self.consumers[name] = remaining - 1
+            if remaining <= 1 and name not in self.keep:
+                for k in [k for k in self.cache if k[0] == name]:
+                    del self.cache[k]
+
+
+class OutputMath:
+    """Base class of every output-mathematics formulation, built once per batch.
+
+    Args:
+        raw_batch: dict of tensors: network outputs ``<name>_pred``, targets ``<name>_truth``, ``image``.
+        config: the experiment's yacs config (read-only).
+        metadata: the dataset's ``DatasetMetadata``.
+        device: the device variables are computed on (default: that of the first tensor in ``raw_batch``).
+        losses: dict of loss modules (e.g. ``{"semantic": ..., "center": ..., "offset": ...}``).
+        release: enable the memory release policy (see ``request``).
+
+    Public methods are memoized (module docstring); ``om[name]`` / ``om[name, *args]`` reads a variable and
+    ``om[name] = value`` injects one.
+    """
+
+    OM_NAME = None  # registry name, set by ``register_om``
+    OM_INCOMPATIBLE = ()  # registry names this class cannot be composed with (checked at build time)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, attr in list(vars(cls).items()):
+            if name.startswith("_") or not inspect.isfunction(attr) or getattr(attr, "__om_wrapped__", False):
+                continue
+            if getattr(attr, _NO_CACHE, None) is True:
+                continue
+            setattr(cls, name, _cached(attr, name))
+
+    def __init__(self, raw_batch, config=None, metadata=None, device=None, losses=None, release=False):
+        self.raw_batch = raw_batch
+        self.config = config
+        self.metadata = metadata
+        if device is None:
+            device = next((v.device for v in raw_batch.values() if isinstance(v, torch.Tensor)), torch.device("cpu"))
+        self.device = torch.device(device)
+        self.losses = losses or {}
+        self._om = _State()
+        self._om.release = release
+
+    # ---- dict-style access -------------------------------------------------------------------------------------
+    def __getitem__(self, key):
+        name, args = (key, ()) if isinstance(key, str) else (key[0], tuple(key[1:]))
+        return self._method(name)(*args)
+
+    def __setitem__(self, key, value):
+        name, args = (key, ()) if isinstance(key, str) else (key[0], tuple(key[1:]))
+        self._method(name)
+        spec = getattr(getattr(type(self), name), "__om_spec__", None)
+        if spec is None:
+            raise KeyError(f"'{name}' is not memoized (no_cache), so a value cannot be injected for it.")
+        if len(args) < spec.n_required:
+            raise TypeError(f"om[{key!r}] = ...: give every required positional argument of {name}{spec.signature}.")
+        self._om.cache[(name, *args, *spec.defaults[len(args):])] = value
+
+    def _method(self, name):
+        if not isinstance(name, str) or name.startswith("_") or not callable(getattr(type(self), name, None)):
+            raise KeyError(f"{type(self).__name__} has no variable '{name}'. Variables: {', '.join(self.variables())}.")
+        return getattr(self, name)
+
+    # ---- introspection -----------------------------------------------------------------------------------------
+    @classmethod
+    def variables(cls):
+        """Sorted names of the memoized variables of this class."""
+        return sorted(n for n in dir(cls) if not n.startswith("_") and getattr(getattr(cls, n), "__om_wrapped__",
+                                                                               False))
+
+    @no_cache
+    def cached(self):
+        """Dict {name: {args tuple: value}} of what is cached now."""
+        out = {}
+        for key, value in self._om.cache.items():
+            out.setdefault(key[0], {})[key[1:]] = value
+        return out
+
+    @no_cache
+    def recorded_edges(self):
+        """Set of (caller key, callee key) requests recorded while computing variables (keys: (name, *args))."""
+        return set(self._om.edges)
+
+    @no_cache
+    def stats(self):
+        """Per-variable hits, misses, exclusive compute time (s) and tensor bytes held, as a ``StatsTable``."""
+        held = {}
+        for key, value in self._om.cache.items():
+            held[key[0]] = held.get(key[0], 0) + tensor_bytes(value)
+        rows = {name: {"hits": s[0], "misses": s[1], "time_s": s[2], "bytes": held.get(name, 0)}
+                for name, s in self._om.stats.items()}
+        return StatsTable(rows)
+
+    @no_cache
+    def request(self, *names):
+        """Compute the variables ``names`` (each a name or (name, *args)) and return their values in order.
+
+        With the release policy on (``release=True``), a cached variable is dropped as soon as every variable of the
+        class's dataflow graph that reads it, among those needed for this request, has been computed, unless it was
+        requested; at the end only requested values stay cached. Results are identical either way (a dropped value
+        is recomputed if something unforeseen asks for it again).
+        """
+        keys = [(n, ()) if isinstance(n, str) else (n[0], tuple(n[1:])) for n in names]
+        state = self._om
+        if not state.release:
+            return [self._method(n)(*a) for n, a in keys]
+        from .graph import static_graph
+        graph = static_graph(type(self))
+        needed = set()
+        for n, _ in keys:
+            needed |= graph.upstream(n) | {n}
+        state.graph, state.finished, state.consumers = graph, set(), {}
+        for node in needed:
+            for dep in graph.dependencies(node):
+                if dep in needed:
+                    state.consumers[dep] = state.consumers.get(dep, 0) + 1
+        state.keep = frozenset(n for n, _ in keys)
+        try:
+            values = [self._method(n)(*a) for n, a in keys]
+        finally:
+            state.consumers = None
+            requested = set(keys)
+            for k in [k for k in state.cache if (k[0], k[1:]) not in requested and k[0] not in state.keep]:
+                del state.cache[k]
+            state.keep = frozenset()
+        return values
+
+    def __reduce__(self):
+        cls = type(self)
+        build = getattr(cls, "_om_parts", None)
+        state = dict(self.__dict__)
+        om_state = state.pop("_om")
+        state["__om_cache__"] = dict(om_state.cache)
+        if build is not None:
+            from .build import _rebuild_instance
+            return _rebuild_instance, (build, state)
+        return _restore_instance, (cls, state)
+
+    def __setstate__(self, state):
+        cache = state.pop("__om_cache__", {})
+        self.__dict__.update(state)
+        self._om = _State()
+        self._om.cache.update(cache)
+
+
+def _restore_instance(cls, state):
+    obj = cls.__new__(cls)
+    obj.__setstate__(state)
+    return obj
+
+
+class StatsTable(dict):
+    """{name: {hits, misses, time_s, bytes}} that prints as an aligned table."""
+
+    def __str__(self):
+        lines = [f"{'variable':28s} {'hits':>6s} {'misses':>6s} {'time ms':>9s} {'MiB held':>9s}"]
+        for name, r in sorted(self.items(), key=lambda kv: -kv[1]["time_s"]):
+            lines.append(f"{name:28s} {r['hits']:6d} {r['misses']:6d} {1e3 * r['time_s']:9.3f} "
+                         f"{r['bytes'] / 2 ** 20:9.3f}")
+        return "\n".join(lines)
+
+
+__all__ = ["OutputMath", "StatsTable", "no_cache", "tensor_bytes"]

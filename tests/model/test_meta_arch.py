@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from segmentation.config import get_default_config
+from segmentation.model import build_model
+from segmentation.model.meta_arch import META_ARCH_REGISTRY
+
+
+def _cfg(meta_arch, backbone="resnet18"):
+    cfg = get_default_config()
+    cfg.MODEL.META_ARCHITECTURE = meta_arch
+    cfg.MODEL.BACKBONE.NAME = backbone
+    cfg.MODEL.BACKBONE.PRETRAINED = False
+    cfg.DATASET.NUM_CLASSES = 5
+    cfg.MODEL.DECODER.IN_CHANNELS = 512
+    cfg.MODEL.DECODER.DECODER_CHANNELS = 32
+    cfg.MODEL.PANOPTIC_DEEPLAB.LOW_LEVEL_CHANNELS = (128, 64)
+    cfg.MODEL.DEEPLABV3PLUS.LOW_LEVEL_CHANNELS = 64
+    cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE = True
+    cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.DECODER_CHANNELS = 16
+    cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ASPP_CHANNELS = 32
+    cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.HEAD_CHANNELS = 16
+    return cfg
+
+
+def _targets(n, h, w):
+    return {"semantic": torch.randint(0, 5, (n, h, w)), "semantic_weights": torch.ones(n, h, w),
+            "center": torch.rand(n, 1, h, w), "center_weights": torch.ones(n, h, w),
+            "offset": torch.randn(n, 2, h, w), "offset_weights": torch.ones(n, h, w)}
+
+
+@pytest.mark.parametrize("name", META_ARCH_REGISTRY.names())
+def test_forward_returns_plain_dict_at_input_size_and_losses(name):
+    model = build_model(_cfg(name))
+    x = torch.randn(2, 3, 64, 96)
+    out = model(x)
+    assert isinstance(out, dict) and out["semantic"].shape == (2, 5, 64, 96)
+    if name == "panoptic_deeplab":
+        assert out["center"].shape == (2, 1, 64, 96) and out["offset"].shape == (2, 2, 64, 96)
+    out = model(x, _targets(2, 64, 96))
+    expected = {"semantic_loss", "loss"} | ({"center_loss", "offset_loss"} if name == "panoptic_deeplab" else set())
+    assert expected <= set(out)
+    out["loss"].backward()
+    weighted = sum(w * out[f"{n}_loss"] for n, _, _, _, w in model.loss_terms)
+    assert torch.allclose(out["loss"], weighted)
+
+
+def test_offsets_scaled_by_upsampling_factor():
+    model = build_model(_cfg("panoptic_deeplab"))
+    raw = {"offset": torch.ones(1, 2, 8, 8)}
+    up = model.upsample(raw, (32, 32))
+    assert torch.allclose(up["offset"], torch.full((1, 2, 32, 32), 4.0))
+
+
+def test_aspp_works_at_any_input_size():
+    model = build_model(_cfg("panoptic_deeplab")).eval()
+    with torch.no_grad():
+        for size in ((64, 64), (96, 160), (128, 96)):
+            assert model(torch.randn(1, 3, *size))["semantic"].shape[-2:] == size
+
+
+def test_feature_key_mismatch_names_valid_keys():
+    cfg = _cfg("panoptic_deeplab")
+    cfg.MODEL.DECODER.FEATURE_KEY = "layer_18"
+    with pytest.raises(ValueError, match="res5"):
+        build_model(cfg)
+    cfg = _cfg("panoptic_deeplab")
+    cfg.MODEL.DECODER.IN_CHANNELS = 2048
+    with pytest.raises(ValueError, match="gives 512"):
+        build_model(cfg)
+
+
+def test_unknown_meta_architecture_lists_valid_names():
+    cfg = _cfg("panoptic-deeplab")
+    with pytest.raises(KeyError, match="panoptic_deeplab"):
+        build_model(cfg)

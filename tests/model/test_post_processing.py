@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from segmentation.data.datasets import render_scene
+from segmentation.data.transforms import PanopticTargetGenerator
+from segmentation.model.post_processing import (
+    find_instance_center,
+    get_panoptic_segmentation,
+    get_semantic_segmentation,
+    group_pixels,
+    merge_semantic_and_instance,
+)
+from tests.model.reference_post_processing import reference_panoptic
+
+THINGS = (4, 5, 6)
+
+
+def test_find_instance_center_threshold_nms_and_strict_top_k():
+    hmp = torch.zeros(1, 5, 5)
+    hmp[0, 0, 0], hmp[0, 0, 1], hmp[0, 4, 4], hmp[0, 2, 2] = 0.9, 0.5, 0.8, 0.05
+    assert find_instance_center(hmp, threshold=0.1, nms_kernel=3).tolist() == [[0, 0], [4, 4]]
+    assert find_instance_center(hmp, threshold=0.1, nms_kernel=1).tolist() == [[0, 0], [0, 1], [4, 4]]
+    # exactly top_k centres: the original keeps only those strictly above the k-th score
+    assert find_instance_center(hmp, 0.1, 3, top_k=2).tolist() == [[0, 0]]
+    assert find_instance_center(hmp, 0.1, 3, top_k=3).tolist() == [[0, 0], [4, 4]]
+
+
+def test_group_pixels_nearest_vote():
+    ctr = torch.tensor([[0, 0], [0, 3]])
+    offsets = torch.zeros(1, 2, 1, 4)
+    offsets[0, 1, 0, 1] = 2.0  # pixel (0, 1) votes for (0, 3)
+    assert group_pixels(ctr, offsets).tolist() == [[[1, 2, 2, 2]]]  # (0, 2) is nearer to (0, 3)
+    mask = torch.tensor([[True, True, False, True]])
+    assert group_pixels(ctr, offsets, mask).tolist() == [[[1, 2, 0, 2]]]
+
+
+def test_merge_majority_vote_numbering_and_stuff_area():
+    sem = torch.tensor([[[4, 4, 5, 0, 0, 1]]])
+    ins = torch.tensor([[[2, 2, 1, 0, 0, 0]]])
+    pan = merge_semantic_and_instance(sem, ins, None, 1000, THINGS, stuff_area=2, void_label=255000)
+    # instance 1 -> class 5 (#1), instance 2 -> class 4 (#1); stuff class 0 has 2 px, class 1 only 1 px -> void
+    assert pan.tolist() == [[[4001, 4001, 5001, 0, 0, 255000]]]
+    sem = torch.tensor([[[4, 5, 5, 4, 4, 4]]])
+    ins = torch.tensor([[[1, 1, 2, 2, 3, 3]]])
+    pan = merge_semantic_and_instance(sem, ins, None, 1000, THINGS, stuff_area=1, void_label=255000)
+    # ties (one 4, one 5) go to the smaller class; numbering by increasing instance id per class
+    assert pan.tolist() == [[[4001, 4001, 4002, 4002, 4003, 4003]]]
+
+
+def test_semantic_argmax_first_max_on_ties():
+    logits = torch.zeros(1, 3, 1, 2)
+    logits[0, 1, 0, 0] = logits[0, 2, 0, 0] = 1.0
+    assert get_semantic_segmentation(logits).tolist() == [[[1, 0]]]
+
+
+def _realistic_outputs(seed, h=96, w=160, noise=0.3):
+    """Logits, heatmap and offsets shaped like a trained network's on a synthetic scene."""
+    rng = np.random.default_rng(seed)
+    _, pan, segs = render_scene(rng, h, w, max_objects=12, crowd_prob=0.5)
+    t = PanopticTargetGenerator(255, lambda x: x, THINGS, sigma=4)(pan, segs)
+    g = torch.Generator().manual_seed(seed)
+    sem = t["semantic"].clamp(max=6)
+    logits = torch.randn(1, 7, h, w, generator=g) + 3 * torch.nn.functional.one_hot(sem, 7).permute(2, 0, 1)[None]
+    hmp = (t["center"] + 0.3 * torch.rand(1, h, w, generator=g) * (torch.rand(1, h, w, generator=g) > 0.995))[None]
+    off = t["offset"][None] + noise * torch.randn(1, 2, h, w, generator=g)
+    return logits, hmp, off
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("top_k", [None, 3, 200])
+def test_panoptic_matches_naive_reference(seed, top_k):
+    logits, hmp, off = _realistic_outputs(seed)
+    kw = dict(thing_list=THINGS, label_divisor=1000, stuff_area=64, void_label=255000, threshold=0.1, nms_kernel=7,
+              top_k=top_k)
+    pan, ctr = get_panoptic_segmentation(logits, hmp, off, **kw)
+    ref_pan, ref_ctr = reference_panoptic(logits, hmp, off, **kw)
+    assert torch.equal(ctr, ref_ctr)
+    assert torch.equal(pan, ref_pan)
+
+
+def test_no_centres_gives_void_things():
+    logits = torch.zeros(1, 7, 4, 4)
+    logits[0, 4] = 1.0
+    pan, ctr = get_panoptic_segmentation(logits, torch.zeros(1, 1, 4, 4), torch.zeros(1, 2, 4, 4), THINGS, 1000, 0,
+                                         255000)
+    assert ctr.shape == (1, 0, 2) and pan.eq(255000).all()
+
+
+def test_batch_size_above_one_is_an_error():
+    with pytest.raises(ValueError, match="batch size 1"):
+        find_instance_center(torch.zeros(2, 1, 4, 4))

@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from segmentation.config import get_default_config
+from segmentation.solver import LR_SCHEDULER_REGISTRY, build_lr_scheduler, build_optimizer, get_param_groups
+
+
+def _model():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
+
+
+def test_param_groups_follow_the_original():
+    cfg = get_default_config()
+    s = cfg.SOLVER
+    s.BASE_LR, s.BIAS_LR_FACTOR, s.WEIGHT_DECAY, s.WEIGHT_DECAY_NORM, s.WEIGHT_DECAY_BIAS = 0.1, 2.0, 1e-4, 0.0, 1e-5
+    groups = {g["name"]: g for g in get_param_groups(_model(), s)}
+    assert len(groups["norm"]["params"]) == 2 and groups["norm"]["weight_decay"] == 0.0
+    assert len(groups["bias"]["params"]) == 2 and groups["bias"]["lr"] == pytest.approx(0.2)
+    assert groups["bias"]["weight_decay"] == 1e-5
+    assert len(groups["weight"]["params"]) == 2 and groups["weight"]["lr"] == 0.1
+
+
+def _lrs(name, **solver):
+    cfg = get_default_config()
+    cfg.TRAIN.MAX_ITER = 10
+    cfg.SOLVER.LR_SCHEDULER_NAME = name
+    cfg.SOLVER.BASE_LR = 1.0
+    cfg.SOLVER.BIAS_LR_FACTOR = 1.0
+    for k, v in solver.items():
+        setattr(cfg.SOLVER, k, v)
+    opt = build_optimizer(cfg, _model())
+    sched = build_lr_scheduler(cfg, opt)
+    out = []
+    for _ in range(10):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_poly_with_linear_warmup():
+    lrs = _lrs("WarmupPolyLR", WARMUP_ITERS=2, WARMUP_FACTOR=0.5, POLY_LR_POWER=1.0)
+    assert lrs[0] == pytest.approx(0.5 * 1.0)
+    assert lrs[1] == pytest.approx((0.5 * 0.5 + 0.5) * 0.9)
+    assert lrs[5] == pytest.approx(0.5)
+
+
+def test_multistep_and_cosine_and_constant_ending():
+    lrs = _lrs("WarmupMultiStepLR", WARMUP_ITERS=0, STEPS=(3, 6), GAMMA=0.1)
+    assert lrs[2] == pytest.approx(1.0) and lrs[3] == pytest.approx(0.1) and lrs[6] == pytest.approx(0.01)
+    lrs = _lrs("WarmupCosineLR", WARMUP_ITERS=0)
+    assert lrs[0] == pytest.approx(1.0) and lrs[5] == pytest.approx(0.5)
+    lrs = _lrs("WarmupPolyLR", WARMUP_ITERS=0, POLY_LR_POWER=1.0, POLY_LR_CONSTANT_ENDING=0.35)
+    assert lrs[9] == pytest.approx(0.35) and lrs[5] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("name", LR_SCHEDULER_REGISTRY.names())
+def test_every_scheduler_is_positive_and_non_increasing_after_warmup(name):
+    lrs = _lrs(name, WARMUP_ITERS=0, STEPS=(5,))
+    assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[-1] >= 0
+
+
+def test_unknown_optimizer_and_warmup_are_errors():
+    cfg = get_default_config()
+    cfg.SOLVER.OPTIMIZER = "lamb"
+    with pytest.raises(KeyError, match="adam, sgd"):
+        build_optimizer(cfg, _model())
+    cfg.SOLVER.OPTIMIZER = "sgd"
+    cfg.SOLVER.WARMUP_METHOD = "cubic"
+    with pytest.raises(ValueError, match="linear"):
+        build_lr_scheduler(cfg, build_optimizer(cfg, _model()))

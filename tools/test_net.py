@@ -1,0 +1,40 @@
+"""Evaluate a checkpoint: ``python tools/test_net.py --cfg FILE [TEST.MODEL_FILE ckpt] [KEY VALUE ...]``.
+
+The checkpoint is TEST.MODEL_FILE, else MODEL.WEIGHTS, else OUTPUT_DIR/final_state.pth.
+"""
+import os
+
+from _common import parse_config
+
+from segmentation.data import build_test_loader
+from segmentation.data.datasets import DATASET_REGISTRY
+from segmentation.engine import evaluate, resolve_device
+from segmentation.engine.trainer import FINAL_NAME
+from segmentation.model import build_model
+from segmentation.utils.checkpoint import load_checkpoint, model_state
+from segmentation.utils.logger import setup_logger
+
+
+def main(argv=None):
+    _, cfg = parse_config("Evaluate Panoptic-DeepLab.", argv)
+    logger = setup_logger(cfg.OUTPUT_DIR)
+    path = cfg.TEST.MODEL_FILE or cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, FINAL_NAME)
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: checkpoint '{path}' does not exist; train first or set TEST.MODEL_FILE.")
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.BACKBONE.PRETRAINED = False
+    cfg.MODEL.BACKBONE.WEIGHTS = ""
+    cfg.freeze()
+    device = resolve_device(cfg)
+    model = build_model(cfg)
+    model.load_state_dict(model_state(load_checkpoint(path)))
+    model.to(device)
+    logger.info("Evaluating %s", path)
+    loader = build_test_loader(cfg)
+    metadata = DATASET_REGISTRY.get(cfg.DATASET.DATASET).metadata
+    return evaluate(cfg, model, loader, metadata, device, output_dir=cfg.OUTPUT_DIR)
+
+
+if __name__ == "__main__":
+    main()
