@@ -24,6 +24,10 @@ _NO_CACHE = "_om_no_cache"
 _MISSING = object()
 
 
+class OMCycleError(RuntimeError):
+    """A variable was requested again while it was being computed (a dependency cycle between variables)."""
+
+
 def no_cache(condition=None):
     """Mark a method as never cached (``@no_cache``) or cached only when ``condition(bound_args)`` is false
     (``@no_cache(lambda bound: bound.arguments["a"] is not None)``)."""
@@ -140,6 +144,11 @@ class _State:
 
     def compute(self, om, fn, key, args, kwargs):
         node = key if key is not None else (fn.__name__, *args)
+        if key is not None and any(frame[0] == key for frame in self.stack):
+            chain = [frame[0] for frame in self.stack[next(i for i, f in enumerate(self.stack) if f[0] == key):]]
+            raise OMCycleError("Dependency cycle between variables: " + " -> ".join(
+                f"{k[0]}{k[1:] if len(k) > 1 else '()'}" for k in [*chain, key]) + ". Two overrides feed each "
+                "other; declare the combination incompatible (OM_INCOMPATIBLE) or break the cycle.")
         if self.stack:
             self.edges.add((self.stack[-1][0], node))
         frame = [node, 0.0]

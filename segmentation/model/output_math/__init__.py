@@ -1,0 +1,12 @@
+"""ModulOM: output mathematics (targets, losses, decoding) as memoized methods of a per-batch object.
+
+``core`` holds the ``OutputMath`` base class and its memoization rules, ``build`` the registry of formulations and
+their composition, ``graph`` the dataflow graph drawn from code, ``formulations`` the registered bases and mixins.
+"""
+from .build import OM_REGISTRY, OMCompositionError, build_output_math_class, compose, register_om
+from .core import OMCycleError, OutputMath, StatsTable, no_cache, tensor_bytes
+from .graph import DataflowGraph, recorded_graph, static_graph, write_graph_outputs
+
+__all__ = ["OM_REGISTRY", "DataflowGraph", "OMCompositionError", "OMCycleError", "OutputMath", "StatsTable",
+           "build_output_math_class", "compose", "no_cache", "recorded_graph", "register_om", "static_graph",
+           "tensor_bytes", "write_graph_outputs"]

@@ -1,0 +1,1 @@
+"""Built-in formulations, registered in OM_REGISTRY on import."""

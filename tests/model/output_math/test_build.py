@@ -1,0 +1,91 @@
+import itertools
+import pickle
+
+import pytest
+
+from segmentation.config import get_default_config
+from segmentation.model.output_math import (
+    OM_REGISTRY,
+    OMCompositionError,
+    build_output_math_class,
+    compose,
+    register_om,
+)
+from segmentation.model.output_math.build import _names
+from tests.model.output_math import toy  # noqa: F401  (registers the toy formulations)
+from tests.model.output_math.toy import ToyBase, ToyOracle, ToyShift, batch
+
+BASES = _names("base")
+MIXINS = _names("mixin")
+
+
+def test_last_mixin_listed_wins():
+    a = compose("toy", ("toy-oracle", "toy-shift"))
+    b = compose("toy", ("toy-shift", "toy-oracle"))
+    assert a.__mro__[1:4] == (ToyShift, ToyOracle, ToyBase)
+    assert a(batch()).scaled_pred().tolist() == [3.0, 5.0]  # shift applied on top of the oracle
+    assert b(batch()).scaled_pred().tolist() == [2.0, 4.0]  # the oracle hides the shift
+    assert a.__name__ == "ToyBase+ToyOracle+ToyShift"
+
+
+def test_composed_class_is_created_once_per_combination():
+    assert compose("toy", ("toy-shift",)) is compose("toy", ("toy-shift",))
+    assert compose("toy", ()) is not compose("toy", ("toy-shift",))
+
+
+def test_unknown_names_list_the_registered_ones():
+    with pytest.raises(OMCompositionError, match="toy-oracle"):
+        compose("toy", ("toy-orcale",))
+    with pytest.raises(OMCompositionError, match="Registered bases: .*toy"):
+        compose("toy-shift")
+
+
+def test_declared_incompatibility_fails_at_build_time():
+    with pytest.raises(OMCompositionError, match="toy-refuses-oracle.*toy-oracle"):
+        compose("toy", ("toy-oracle", "toy-refuses-oracle"))
+    with pytest.raises(OMCompositionError, match="more than once"):
+        compose("toy", ("toy-shift", "toy-shift"))
+
+
+def test_duplicate_registration_is_an_error():
+    with pytest.raises(KeyError, match="already registered"):
+        register_om("toy", "base")(type("Again", (ToyBase,), {}))
+
+
+def test_config_path_and_om_base_alias():
+    cfg = get_default_config()
+    cfg.OM.NAME, cfg.OM.MIXINS = "toy", ("toy-shift",)
+    assert build_output_math_class(cfg) is compose("toy", ("toy-shift",))
+    cfg.OM.NAME, cfg.OM.BASE = "", "toy"
+    with pytest.warns(DeprecationWarning):
+        assert build_output_math_class(cfg) is compose("toy", ("toy-shift",))
+    cfg.OM.BASE = ""
+    with pytest.raises(OMCompositionError, match="OM.NAME is empty"):
+        build_output_math_class(cfg)
+
+
+def _compose_or_refuse(base, mixins):
+    try:
+        return compose(base, mixins)
+    except OMCompositionError as e:
+        parts = [OM_REGISTRY.get(n) for n in (base, *mixins)]
+        assert any(b.OM_NAME in a.OM_INCOMPATIBLE for a in parts for b in parts), str(e)
+        return None
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("mixin", MIXINS)
+def test_every_registered_mixin_composes_or_is_refused(base, mixin):
+    cls = _compose_or_refuse(base, (mixin,))
+    if cls is not None:
+        assert cls.__mro__[1] is OM_REGISTRY.get(mixin)
+        assert type(pickle.loads(pickle.dumps(cls({})))) is cls  # composed classes pickle by registry names
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("pair", list(itertools.permutations(MIXINS, 2)), ids=lambda p: "+".join(p))
+def test_every_ordered_pair_composes_or_is_refused(base, pair):
+    cls = _compose_or_refuse(base, pair)
+    if cls is not None:
+        mro = cls.__mro__
+        assert mro.index(OM_REGISTRY.get(pair[1])) < mro.index(OM_REGISTRY.get(pair[0]))
