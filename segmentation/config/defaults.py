@@ -78,6 +78,12 @@ def add_om_config(cfg):
     cfg.OM.NAME = ""  # output-mathematics base formulation (e.g. "panoptic-deeplab"); empty: conventional path
     cfg.OM.BASE = ""  # deprecated alias of OM.NAME, read by configs of the original ModulOM repository
     cfg.OM.MIXINS = ()  # OM mixins applied on top of OM.NAME, the last listed has the highest precedence
+    cfg.OM.MAX_INSTANCES = 256  # static bound on thing segments per image in the OM targets (checked on device)
+    cfg.OM.RELEASE = True  # evaluation frees intermediate OM variables once nothing requested still needs them
+    cfg.OM.LEARNABLE_CENTERS = CN()
+    cfg.OM.LEARNABLE_CENTERS.DETACH = False  # learnable-centers: stop the gradient through the vote means
+    cfg.OM.PUSH_PULL = CN()
+    cfg.OM.PUSH_PULL.WEIGHT = 1.0  # push-pull: weight of the term added to the offset loss (lambda_wrc)
 
 
 def add_dataset_config(cfg):

@@ -5,7 +5,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .datasets import build_dataset, collate
+from .datasets import DATASET_REGISTRY, build_dataset, collate
+
+
+def get_metadata(cfg):
+    """The DatasetMetadata of DATASET.DATASET (no dataset is built: no files are read)."""
+    from .datasets import synthetic  # noqa: F401  (registration)
+    return DATASET_REGISTRY.get(cfg.DATASET.DATASET).metadata
 
 
 class TrainingSampler(Sampler):

@@ -5,17 +5,14 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ..evaluation import PanopticEvaluator, SemanticEvaluator
+from ..model.output_math.wrapper import OutputMathModel, pad_to_divisible
 from ..model.post_processing import get_panoptic_segmentation, get_semantic_segmentation
 from ..utils.logger import format_seconds
 from ..utils.visualization import colorize_panoptic, denormalize, save_panels
 
 logger = logging.getLogger("segmentation")
-
-SIZE_DIVISIBILITY = 32
-
 
 def check_test_config(cfg):
     t = cfg.TEST
@@ -26,13 +23,6 @@ def check_test_config(cfg):
     bad = [k for k, v in unsupported if v]
     if bad:
         raise NotImplementedError(f"{', '.join(bad)}: not available in this version; use the defaults.")
-
-
-def pad_to_divisible(images, divisor=SIZE_DIVISIBILITY):
-    """Zero-pad (the normalised mean colour) at the bottom/right to a multiple of ``divisor``."""
-    h, w = images.shape[-2:]
-    ph, pw = -h % divisor, -w % divisor
-    return F.pad(images, (0, pw, 0, ph)) if ph or pw else images
 
 
 @torch.no_grad()
@@ -55,15 +45,73 @@ def format_metrics_table(metrics):
     return "\n".join(lines)
 
 
+def _save_panel(cfg, vis_dir, i, batch, gt_pan, pan, metadata):
+    if vis_dir and i < cfg.TEST.NUM_VIS:
+        save_panels(os.path.join(vis_dir, f"{batch['file_name'][0]}.png"),
+                    [denormalize(batch["image"][0], cfg.DATASET.MEAN, cfg.DATASET.STD),
+                     colorize_panoptic(gt_pan.numpy(), metadata), colorize_panoptic(pan[0].cpu().numpy(), metadata)])
+
+
+def _log_progress(i, total, t_net, t_post, t_start):
+    if (i + 1) % max(1, total // 10) == 0 or i + 1 == total:
+        elapsed = time.perf_counter() - t_start
+        logger.info("eval %d/%d  network %.3fs/img  post-processing %.3fs/img  eta %s", i + 1, total,
+                    t_net / (i + 1), t_post / (i + 1), format_seconds(elapsed / (i + 1) * (total - i - 1)))
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def _decode_conventional(cfg, model, images, batch, metadata, panoptic):
+    """(semantic ids [1, H, W], panoptic ids [1, H, W], network s, post-processing s) with the pure functions."""
+    device = images.device
+    t0 = time.perf_counter()
+    out = predict(model, images)
+    _sync(device)
+    t1 = time.perf_counter()
+    sem_ids = batch["semantic"].to(device) if cfg.TEST.ORACLE_SEMANTIC else get_semantic_segmentation(out["semantic"])
+    if not panoptic:
+        return sem_ids, sem_ids * metadata.label_divisor, t1 - t0, time.perf_counter() - t1
+    pp = cfg.POST_PROCESSING
+    center = batch["center"].to(device) if cfg.TEST.ORACLE_CENTER else out["center"]
+    offset = batch["offset"].to(device) if cfg.TEST.ORACLE_OFFSET else out["offset"]
+    pan, _ = get_panoptic_segmentation(
+        sem_ids, center, offset, thing_list=metadata.thing_ids, label_divisor=metadata.label_divisor,
+        stuff_area=pp.STUFF_AREA, void_label=metadata.void_label, threshold=pp.CENTER_THRESHOLD,
+        nms_kernel=pp.NMS_KERNEL, top_k=pp.TOP_K_INSTANCE)
+    _sync(device)
+    return sem_ids, pan, t1 - t0, time.perf_counter() - t1
+
+
+@torch.no_grad()
+def _decode_om(cfg, model, images, batch, metadata, panoptic):
+    """Same as ``_decode_conventional`` through the OM (``panoptic_pred``), with the release policy of OM.RELEASE."""
+    device = images.device
+    t0 = time.perf_counter()
+    om = model(images, {"panoptic": batch["panoptic"]})
+    _sync(device)
+    t1 = time.perf_counter()
+    if not panoptic:
+        (sem_ids,) = om.request("semantic_pred")
+        return sem_ids, sem_ids * metadata.label_divisor, t1 - t0, time.perf_counter() - t1
+    sem_ids, pan = om.request("semantic_pred", "panoptic_pred")
+    _sync(device)
+    return sem_ids, pan, t1 - t0, time.perf_counter() - t1
+
+
 def evaluate(cfg, model, loader, metadata, device, output_dir=None):
-    """Evaluate ``model`` on ``loader`` (batch 1); returns the metrics dict (percent) and writes metrics.json."""
+    """Evaluate ``model`` (conventional or OM-wrapped) on ``loader`` (batch 1); returns the metrics dict (percent)
+    and writes metrics.json and visualization panels into ``output_dir``."""
     check_test_config(cfg)
     model.eval()
     panoptic = cfg.MODEL.META_ARCHITECTURE == "panoptic_deeplab" and cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE
     panoptic = panoptic and cfg.TEST.EVAL_PANOPTIC
+    decode = _decode_om if isinstance(model, OutputMathModel) else _decode_conventional
     sem_eval = SemanticEvaluator(metadata.num_classes, metadata.ignore_label, list(metadata.class_names))
     pan_eval = PanopticEvaluator(metadata)
-    pp = cfg.POST_PROCESSING
     vis_dir = os.path.join(output_dir, "vis") if output_dir else None
     if vis_dir:
         os.makedirs(vis_dir, exist_ok=True)
@@ -73,42 +121,14 @@ def evaluate(cfg, model, loader, metadata, device, output_dir=None):
     for i, batch in enumerate(loader):
         if i >= total:
             break
-        images = batch["image"].to(device)
-        t0 = time.perf_counter()
-        out = predict(model, images)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t1 = time.perf_counter()
-        if cfg.TEST.ORACLE_SEMANTIC:
-            sem_ids = batch["semantic"].to(device)
-        else:
-            sem_ids = get_semantic_segmentation(out["semantic"])
         gt_pan = batch["panoptic"][0]
-        gt_sem = gt_pan // metadata.label_divisor
-        sem_eval.update(sem_ids[0].cpu(), gt_sem)
+        sem_ids, pan, dt_net, dt_post = decode(cfg, model, batch["image"].to(device), batch, metadata, panoptic)
+        t_net, t_post = t_net + dt_net, t_post + dt_post
+        sem_eval.update(sem_ids[0].cpu(), gt_pan // metadata.label_divisor)
         if panoptic:
-            center = batch["center"].to(device) if cfg.TEST.ORACLE_CENTER else out["center"]
-            offset = batch["offset"].to(device) if cfg.TEST.ORACLE_OFFSET else out["offset"]
-            pan, _ = get_panoptic_segmentation(
-                sem_ids, center, offset, thing_list=metadata.thing_ids, label_divisor=metadata.label_divisor,
-                stuff_area=pp.STUFF_AREA, void_label=metadata.void_label, threshold=pp.CENTER_THRESHOLD,
-                nms_kernel=pp.NMS_KERNEL, top_k=pp.TOP_K_INSTANCE)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
             pan_eval.update(pan[0].cpu(), gt_pan)
-        else:
-            pan = sem_ids * metadata.label_divisor
-        t_post += time.perf_counter() - t1
-        t_net += t1 - t0
-        if vis_dir and i < cfg.TEST.NUM_VIS:
-            save_panels(os.path.join(vis_dir, f"{batch['file_name'][0]}.png"),
-                        [denormalize(batch["image"][0], cfg.DATASET.MEAN, cfg.DATASET.STD),
-                         colorize_panoptic(gt_pan.numpy(), metadata),
-                         colorize_panoptic(pan[0].cpu().numpy(), metadata)])
-        if (i + 1) % max(1, total // 10) == 0 or i + 1 == total:
-            elapsed = time.perf_counter() - t_start
-            logger.info("eval %d/%d  network %.3fs/img  post-processing %.3fs/img  eta %s", i + 1, total,
-                        t_net / (i + 1), t_post / (i + 1), format_seconds(elapsed / (i + 1) * (total - i - 1)))
+        _save_panel(cfg, vis_dir, i, batch, gt_pan, pan, metadata)
+        _log_progress(i, total, t_net, t_post, t_start)
     metrics = sem_eval.evaluate()
     if panoptic:
         metrics.update(pan_eval.evaluate())

@@ -10,6 +10,7 @@ import torch
 
 from ..data import build_train_loader
 from ..model import build_model
+from ..model.output_math import OutputMath
 from ..solver import build_lr_scheduler, build_optimizer, clip_gradients
 from ..utils.checkpoint import load_checkpoint, save_checkpoint
 from ..utils.logger import format_seconds
@@ -40,6 +41,13 @@ def seed_everything(seed):
 
 def to_device(batch, device):
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def logged_losses(out):
+    """Dict of the unweighted loss components and the total ``loss``, from an OM instance or an output dict."""
+    if isinstance(out, OutputMath):
+        return out.logged_losses()
+    return {k: v for k, v in out.items() if k.endswith("loss")}
 
 
 def save_run_record(cfg, output_dir):
@@ -115,7 +123,8 @@ class Trainer:
                 batch = to_device(next(loader), self.device)
                 t1 = time.perf_counter()
                 out = self.model(batch["image"], batch)
-                loss = out["loss"]
+                logged = logged_losses(out)
+                loss = logged["loss"]
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_gradients(cfg, self.model.parameters())
@@ -125,9 +134,8 @@ class Trainer:
                 data_time += t1 - t0
                 step_time += t2 - t1
                 n += 1
-                for k, v in out.items():
-                    if k.endswith("loss"):
-                        sums[k] = sums.get(k, 0.0) + v.detach()
+                for k, v in logged.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach()
                 done = it + 1
                 if done % cfg.PRINT_FREQ == 0 or done == max_iter:
                     avg = {k: float(v) / n for k, v in sums.items()}

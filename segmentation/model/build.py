@@ -31,9 +31,6 @@ def _check_feature_keys(cfg, backbone):
 
 def build_model(cfg):
     """Backbone + meta-architecture from ``cfg``; MODEL.WEIGHTS initialises the whole model (non-strict)."""
-    if cfg.OM.NAME:
-        raise NotImplementedError(f"OM.NAME is '{cfg.OM.NAME}' but the output-mathematics path is not available in "
-                                  f"this version; leave OM.NAME empty to train the conventional Panoptic-DeepLab.")
     if cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG:
         raise NotImplementedError("MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG is not implemented; set it False.")
     backbone = build_backbone(cfg)
@@ -45,4 +42,12 @@ def build_model(cfg):
         result = model.load_state_dict(state, strict=False)
         logger.info("Loaded %s: missing %s, unexpected %s", cfg.MODEL.WEIGHTS, result.missing_keys,
                     result.unexpected_keys)
+    if cfg.OM.NAME or cfg.OM.BASE:
+        from ..data import get_metadata
+        from .output_math import build_output_math_class
+        from .output_math.wrapper import OutputMathModel
+        if cfg.MODEL.META_ARCHITECTURE != "panoptic_deeplab" or not cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE:
+            raise ValueError("OM.NAME needs MODEL.META_ARCHITECTURE panoptic_deeplab with "
+                             "MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE True.")
+        model = OutputMathModel(model, build_output_math_class(cfg), cfg, get_metadata(cfg))
     return model

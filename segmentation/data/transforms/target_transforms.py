@@ -20,36 +20,41 @@ def gaussian_kernel(sigma, dtype=torch.float64):
 
 
 def draw_center_heatmap(centers_y, centers_x, height, width, sigma, valid=None):
-    """Max-combined Gaussian windows, as the original draws them.
+    """Max-combined Gaussian windows, as the original draws them (one ``scatter_reduce`` for all windows).
 
     Args:
-        centers_y, centers_x: float tensors [K], centres in pixels (the window is placed at their truncation).
-        valid: optional bool tensor [K]; invalid centres draw nothing (keeps shapes static, no host sync).
+        centers_y, centers_x: float tensors [K] or [N, K], centres in pixels (windows sit at their truncation).
+        valid: optional bool tensor shaped like the centres; invalid centres draw nothing (static shapes, no sync).
     Returns:
-        float32 tensor [1, H, W].
+        float32 tensor [1, H, W] for 1-D centres, [N, 1, H, W] for 2-D centres.
     """
+    batched = centers_y.dim() == 2
+    if not batched:
+        centers_y, centers_x = centers_y[None], centers_x[None]
+        valid = None if valid is None else valid[None]
+    n, k = centers_y.shape
     device = centers_y.device
     g = gaussian_kernel(sigma).to(device=device, dtype=torch.float32)
     size = g.shape[0]
-    y = centers_y.to(torch.float64).trunc()
-    x = centers_x.to(torch.float64).trunc()
-    ul_y = torch.round(y - 3 * sigma - 1).long()
-    ul_x = torch.round(x - 3 * sigma - 1).long()
-    br_y = torch.round(y + 3 * sigma + 2).long()
-    br_x = torch.round(x + 3 * sigma + 2).long()
+    y = centers_y.detach().to(torch.float64).trunc()
+    x = centers_x.detach().to(torch.float64).trunc()
+    ul_y, ul_x = torch.round(y - 3 * sigma - 1).long(), torch.round(x - 3 * sigma - 1).long()
+    br_y, br_x = torch.round(y + 3 * sigma + 2).long(), torch.round(x + 3 * sigma + 2).long()
     d = torch.arange(size, device=device)
-    yy = ul_y[:, None, None] + d[None, :, None]
-    xx = ul_x[:, None, None] + d[None, None, :]
-    ok = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width) & (yy < br_y[:, None, None]) & (xx < br_x[:, None, None])
+    yy = ul_y[..., None, None] + d[:, None]  # [N, K, size, 1]
+    xx = ul_x[..., None, None] + d[None, :]  # [N, K, 1, size]
+    ok = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+    ok = ok & (yy < br_y[..., None, None]) & (xx < br_x[..., None, None])
     inside = (y >= 0) & (x >= 0) & (y < height) & (x < width)  # the original skips centres outside the image
-    ok = ok & inside[:, None, None]
-    if valid is not None:
-        ok = ok & valid[:, None, None]
-    dump = height * width  # out-of-window entries land in a dump slot that is dropped afterwards
-    flat = torch.where(ok, yy * width + xx, torch.full_like(yy, dump))
+    ok = ok & (inside if valid is None else inside & valid)[..., None, None]
+    plane = height * width
+    dump = n * plane  # out-of-window entries land in a dump slot that is dropped afterwards
+    image = torch.arange(n, device=device).view(n, 1, 1, 1) * plane
+    flat = torch.where(ok, image + yy * width + xx, torch.full_like(ok, dump, dtype=torch.long))
     heat = torch.zeros(dump + 1, dtype=torch.float32, device=device)
-    heat.scatter_reduce_(0, flat.reshape(-1), g.expand(len(y), size, size).reshape(-1), reduce="amax")
-    return heat[:dump].view(1, height, width)
+    heat.scatter_reduce_(0, flat.reshape(-1), g.expand(n, k, size, size).reshape(-1), reduce="amax")
+    heat = heat[:dump].view(n, 1, height, width)
+    return heat if batched else heat[0]
 
 
 def panoptic_targets(seg_index, seg_category, seg_is_thing, seg_is_crowd, *, ignore_label, sigma=8,

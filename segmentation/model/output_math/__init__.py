@@ -10,3 +10,5 @@ from .graph import DataflowGraph, recorded_graph, static_graph, write_graph_outp
 __all__ = ["OM_REGISTRY", "DataflowGraph", "OMCompositionError", "OMCycleError", "OutputMath", "StatsTable",
            "build_output_math_class", "compose", "no_cache", "recorded_graph", "register_om", "static_graph",
            "tensor_bytes", "write_graph_outputs"]
+
+from . import formulations  # noqa: E402,F401  (registers the built-in formulations)

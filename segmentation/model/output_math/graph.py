@@ -61,10 +61,11 @@ def _label(key):
 
 
 class DataflowGraph:
-    def __init__(self, nodes, edges, title=""):
+    def __init__(self, nodes, edges, title="", mixin_names=()):
         self.nodes = nodes  # label -> Node
         self.edges = set(edges)  # (consumer, dependency)
         self.title = title
+        self.mixin_names = tuple(mixin_names)  # class names of the mixins composed in
         self._deps, self._users = {}, {}
         for consumer, dep in self.edges:
             self._deps.setdefault(consumer, set()).add(dep)
@@ -178,17 +179,25 @@ class DataflowGraph:
         return "\n".join(rows) + "\n"
 
     def mixins_table(self):
-        """Markdown table of what each mixin changes against the base: mixin, variable, what it does."""
-        rows = ["| mixin | variable | what it does |", "|---|---|---|"]
+        """Markdown table of what each mixin changes against the base: mixin, change, variable, what it does."""
+        rows = ["| mixin | change | variable | what it does |", "|---|---|---|---|"]
+        entries = []
         for label in sorted(self.nodes):
             n = self.nodes[label]
-            for mixin in n.overridden_by:
-                rows.append(f"| {mixin} | `{n.name}` | {n.docs_by_class.get(mixin, '')} |")
+            entries += [(m, "overrides", n) for m in n.overridden_by]
+            if n.defined_in in self.mixin_names:
+                entries.append((n.defined_in, "adds", n))
+        for mixin, change, n in sorted(entries, key=lambda e: (e[0], e[1], e[2].name)):
+            rows.append(f"| {mixin} | {change} | `{n.name}` | {n.docs_by_class.get(mixin, '')} |")
         return "\n".join(rows) + "\n"
 
 
 def _first_line(doc):
-    return (inspect.cleandoc(doc).splitlines() or [""])[0].replace("|", "\\|") if doc else ""
+    """The docstring's first paragraph on one line (Markdown-table safe)."""
+    if not doc:
+        return ""
+    paragraph = inspect.cleandoc(doc).split("\n\n")[0]
+    return " ".join(paragraph.split()).replace("|", "\\|")
 
 
 def _unwrap(fn):
@@ -262,15 +271,16 @@ def static_graph(cls):
     for name in sorted(variables):
         defs = _definitions(cls, name)
         requests, raw = _requests_of(cls, name)
-        mixins = tuple(c.__name__ for c in defs if getattr(c, "OM_KIND", None) == "mixin")
         definer = next((c for c in reversed(defs) if getattr(c, "OM_KIND", None) != "mixin"), defs[-1])
+        mixins = tuple(c.__name__ for c in defs if getattr(c, "OM_KIND", None) == "mixin" and c is not definer)
         fn = _unwrap(getattr(cls, name))
         sig = str(inspect.signature(fn)).replace("(self, ", "(").replace("(self)", "()")
         nodes[name] = Node(name, node_kind(name, raw), definer.__name__, mixins, f"{name}{sig}",
                            _first_line(_unwrap(vars(definer)[name]).__doc__ if name in vars(definer) else fn.__doc__),
                            {c.__name__: _first_line(_unwrap(vars(c)[name]).__doc__) for c in defs})
         edges |= {(name, dep) for dep in requests if dep in variables and dep != name}
-    graph = DataflowGraph(nodes, edges, title=cls.__name__)
+    mixin_names = [c.__name__ for c in cls.__mro__ if getattr(c, "OM_KIND", None) == "mixin"]
+    graph = DataflowGraph(nodes, edges, title=cls.__name__, mixin_names=mixin_names)
     cls._om_static_graph = graph
     return graph
 
@@ -296,7 +306,7 @@ def recorded_graph(om):
         else:
             nodes[label] = Node(label, base.kind, base.defined_in, base.overridden_by, base.signature, base.doc,
                                 base.docs_by_class)
-    return DataflowGraph(nodes, edges, title=f"{type(om).__name__} (recorded)")
+    return DataflowGraph(nodes, edges, title=f"{type(om).__name__} (recorded)", mixin_names=static.mixin_names)
 
 
 def write_graph_outputs(graph, out_dir, stem="graph", render=True):

@@ -55,7 +55,7 @@ def test_figure7_tables():
     g = static_graph(compose("toy", ("toy-oracle",)))
     table = g.variables_table()
     assert "| Toy | `x_pred` | `x_pred()` | [N] float: the raw network output. |  |" in table
-    assert "| ToyOracle | `scaled_pred` | The truth, whatever the factor. |" in g.mixins_table()
+    assert "| ToyOracle | overrides | `scaled_pred` | The truth, whatever the factor. |" in g.mixins_table()
 
 
 def test_write_outputs_with_or_without_graphviz(tmp_path):

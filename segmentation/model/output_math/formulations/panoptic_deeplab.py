@@ -1,0 +1,253 @@
+"""Panoptic-DeepLab as modular output mathematics: the blocks of the ModulOM paper's Figure 7.
+
+``PanopticVariables`` (task variables) -> ``PanDLGroundTruth`` (targets) and ``PanDLPrediction`` (decoding) ->
+``PanDLLosses`` -> ``PanopticDeepLab`` (registered as ``panoptic-deeplab``).
+
+Conventions: N images of H x W pixels; panoptic ids use the train-id encoding of ``DatasetMetadata``
+(``class * label_divisor + instance``, crowd = thing class with instance 0, void = ``ignore_label * label_divisor``).
+Per-segment quantities are dense tables indexed by panoptic id: ``L = (ignore_label + 1) * label_divisor`` entries
+per image, so that no instance list (and no host synchronisation) is needed to compute the targets. Coordinates are
+(y, x) in pixels.
+
+Everything is vectorized over pixels, segments and classes; loops run over the images of the batch only in decoding,
+whose sizes are data-dependent. The targets are bit-identical to ``PanopticTargetGenerator`` given the segments of
+the panoptic map (one segment per distinct id, so at most one crowd region per class and image: the Cityscapes
+convention).
+"""
+import torch
+
+from ....data.transforms.target_transforms import draw_center_heatmap
+from ...post_processing import find_instance_center, group_pixels, merge_semantic_and_instance
+from ..build import register_om
+from ..core import OutputMath, no_cache
+
+
+class PanopticVariables(OutputMath):
+    """Task variables: shared by every panoptic formulation, whatever the dataset (green block of Figure 7)."""
+
+    def panoptic_truth(self):
+        """[N, H, W] long: ground-truth panoptic ids (train-id encoding, see module docstring)."""
+        return self.raw_batch["panoptic_truth"].to(self.device).long()
+
+    def thing_class_table(self):
+        """[ignore_label + 1] bool: entry c is True iff train id c is a thing class (from the dataset metadata)."""
+        return self.metadata.is_thing_table(self.device)
+
+    def class_truth(self):
+        """[N, H, W] long: train id of each pixel's segment (ignore_label on void; crowd keeps its class)."""
+        return self.panoptic_truth() // self.metadata.label_divisor
+
+    def thing_mask_truth(self):
+        """[N, H, W] bool: pixels of thing classes, crowd included."""
+        return self.thing_class_table()[self.class_truth()]
+
+    def crowd_mask_truth(self):
+        """[N, H, W] bool: crowd pixels (thing class, instance 0)."""
+        return self.thing_mask_truth() & (self.panoptic_truth() % self.metadata.label_divisor == 0)
+
+    def void_mask_truth(self):
+        """[N, H, W] bool: void pixels (unlabelled, or padding)."""
+        return self.panoptic_truth() == self.metadata.void_label
+
+    def semantic_truth(self):
+        """[N, H, W] long: semantic train ids, ignore_label on void (and on crowd with IGNORE_CROWD_IN_SEMANTIC)."""
+        sem = self.class_truth()
+        if self.config is not None and self.config.DATASET.IGNORE_CROWD_IN_SEMANTIC:
+            sem = torch.where(self.crowd_mask_truth(), self.metadata.ignore_label, sem)
+        return sem
+
+    def instance_truth(self):
+        """[N, H, W] long: panoptic id on pixels of non-crowd thing instances, -1 elsewhere."""
+        keep = self.thing_mask_truth() & ~self.crowd_mask_truth()
+        return torch.where(keep, self.panoptic_truth(), -1)
+
+    def panoptic_pred(self):
+        """[N, H, W] long: predicted panoptic ids (train-id encoding); defined by the formulation's decoding."""
+        raise NotImplementedError(f"{type(self).__name__} defines no decoding (panoptic_pred).")
+
+
+class PanDLGroundTruth(PanopticVariables):
+    """Panoptic-DeepLab targets, computed on the model's device (blue block "Groundtruth" of Figure 7)."""
+
+    def pixel_coordinates(self):
+        """[2, H, W] float32: (y, x) coordinates of every pixel."""
+        h, w = self.panoptic_truth().shape[-2:]
+        ys = torch.arange(h, device=self.device, dtype=torch.float32)
+        xs = torch.arange(w, device=self.device, dtype=torch.float32)
+        return torch.stack(torch.meshgrid(ys, xs, indexing="ij"))
+
+    def segment_table_size(self):
+        """int: L, the number of panoptic ids a per-image table covers ((ignore_label + 1) * label_divisor)."""
+        return (self.metadata.ignore_label + 1) * self.metadata.label_divisor
+
+    def segment_index_truth(self):
+        """[N, H, W] long: index of each pixel's segment in the flattened [N * L] per-segment tables."""
+        pan = self.panoptic_truth()
+        offsets = torch.arange(pan.shape[0], device=self.device).view(-1, 1, 1) * self.segment_table_size()
+        return pan + offsets
+
+    def segment_area_truth(self):
+        """[N, L] long: number of pixels of every panoptic id in every image (0 when absent)."""
+        n, size = self.panoptic_truth().shape[0], self.segment_table_size()
+        return torch.bincount(self.segment_index_truth().reshape(-1), minlength=n * size).view(n, size)
+
+    def segment_is_thing(self):
+        """[L] bool: the panoptic id belongs to a thing class (crowd included, void excluded)."""
+        ids = torch.arange(self.segment_table_size(), device=self.device)
+        return self.thing_class_table()[ids // self.metadata.label_divisor]
+
+    def centroids_truth(self):
+        """[N, L, 2] float64: (y, x) centre of mass of every segment in pixels (0 for absent ids)."""
+        n = self.panoptic_truth().shape[0]
+        idx = self.segment_index_truth().reshape(-1)
+        coords = self.pixel_coordinates().to(torch.float64).reshape(2, 1, -1).expand(2, n, -1).reshape(2, -1)
+        size = n * self.segment_table_size()
+        # integer coordinate sums are exact in float64, so sum / count equals numpy's mean bit for bit
+        sums = torch.stack([torch.bincount(idx, weights=c, minlength=size) for c in coords], dim=-1)
+        area = self.segment_area_truth().reshape(-1, 1).clamp(min=1)
+        return (sums / area).view(n, -1, 2)
+
+    def thing_segments_truth(self):
+        """[N, K] long: panoptic ids of the thing segments present in each image (crowd included), -1 as padding;
+        K = OM.MAX_INSTANCES (a static bound, checked on the device without synchronisation)."""
+        present = (self.segment_area_truth() > 0) & self.segment_is_thing()
+        k = min(self.config.OM.MAX_INSTANCES if self.config is not None else 256, present.shape[1])
+        torch._assert_async(present.sum(1).max() <= k, "More thing segments in an image than OM.MAX_INSTANCES.")
+        score, ids = torch.topk(present.to(torch.uint8), k, dim=1)
+        return torch.where(score > 0, ids, -1)
+
+    def center_truth(self):
+        """[N, 1, H, W] float32: max of Gaussians (std DATASET.GAUSSIAN_SIGMA px, 6*sigma+3 window) placed at the
+        truncated centroid of every thing segment."""
+        seg = self.thing_segments_truth()
+        cen = self.centroids_truth().gather(1, seg.clamp(min=0)[..., None].expand(-1, -1, 2))
+        h, w = self.panoptic_truth().shape[-2:]
+        sigma = self.config.DATASET.GAUSSIAN_SIGMA if self.config is not None else 8
+        return draw_center_heatmap(cen[..., 0], cen[..., 1], h, w, sigma, valid=seg >= 0)
+
+    def offset_truth(self):
+        """[N, 2, H, W] float32: (y, x) vector in pixels from each thing pixel to its segment's centroid, 0 on
+        other pixels."""
+        cen = self.centroids_truth().reshape(-1, 2)[self.segment_index_truth()]  # [N, H, W, 2]
+        coords = self.pixel_coordinates().to(cen.dtype)
+        off = cen.permute(0, 3, 1, 2) - coords
+        return torch.where(self.thing_mask_truth()[:, None], off, 0).to(torch.float32)
+
+    def semantic_weights(self):
+        """[N, H, W] float32: semantic-loss weight, DATASET.SMALL_INSTANCE_WEIGHT on thing segments smaller than
+        DATASET.SMALL_INSTANCE_AREA pixels, 1 elsewhere."""
+        d = self.config.DATASET
+        area = self.segment_area_truth().reshape(-1)[self.segment_index_truth()]
+        small = self.thing_mask_truth() & (area < d.SMALL_INSTANCE_AREA)
+        return torch.where(small, float(d.SMALL_INSTANCE_WEIGHT), 1.0)
+
+    def center_weights(self):
+        """[N, H, W] float32: 1 on labelled non-crowd pixels, 0 on void and crowd."""
+        return (~self.void_mask_truth() & ~self.crowd_mask_truth()).float()
+
+    def offset_weights(self):
+        """[N, H, W] float32: 1 on non-crowd thing pixels (all labelled non-crowd pixels without
+        DATASET.IGNORE_STUFF_IN_OFFSET), 0 elsewhere."""
+        keep = ~self.crowd_mask_truth()
+        if self.config.DATASET.IGNORE_STUFF_IN_OFFSET:
+            keep = keep & self.thing_mask_truth()
+        else:
+            keep = keep & ~self.void_mask_truth()
+        return keep.float()
+
+
+class PanDLPrediction(PanopticVariables):
+    """Panoptic-DeepLab decoding (blue block "Prediction" of Figure 7), through the pure functions of
+    ``segmentation.model.post_processing``: one implementation for the OM and for export."""
+
+    def semantic_logits_pred(self):
+        """[N, C, H, W] float: semantic logits (network output); the paper's semantic_pred('logits')."""
+        return self.raw_batch["semantic_pred"]
+
+    def semantic_prob_pred(self):
+        """[N, C, H, W] float: class probabilities (softmax of the logits); the paper's semantic_pred('softmax')."""
+        return torch.softmax(self.semantic_logits_pred(), dim=1)
+
+    def semantic_pred(self):
+        """[N, H, W] long: predicted train id (first maximum of the logits); the paper's semantic_pred('argmax')."""
+        return self.semantic_logits_pred().max(dim=1).indices
+
+    def thing_mask_pred(self):
+        """[N, H, W] bool: pixels predicted as a thing class."""
+        return self.thing_class_table()[self.semantic_pred()]
+
+    def center_pred(self):
+        """[N, 1, H, W] float: predicted centre heatmap (network output)."""
+        return self.raw_batch["center_pred"]
+
+    def offset_pred(self):
+        """[N, 2, H, W] float: predicted (y, x) offsets in pixels from each pixel to its instance centre."""
+        return self.raw_batch["offset_pred"]
+
+    def votes_pred(self):
+        """[N, 2, H, W] float: absolute (y, x) position each pixel votes for: its coordinates plus its offset."""
+        h, w = self.offset_pred().shape[-2:]
+        ys = torch.arange(h, device=self.device, dtype=self.offset_pred().dtype)
+        xs = torch.arange(w, device=self.device, dtype=self.offset_pred().dtype)
+        return torch.stack(torch.meshgrid(ys, xs, indexing="ij")) + self.offset_pred()
+
+    def centroids_pred(self):
+        """list of N long tensors [K_n, 2]: (y, x) centres after threshold, NMS and the strict top-k rule
+        (POST_PROCESSING.CENTER_THRESHOLD, NMS_KERNEL, TOP_K_INSTANCE)."""
+        pp = self.config.POST_PROCESSING
+        heat = self.center_pred().detach()
+        return [find_instance_center(heat[i:i + 1], pp.CENTER_THRESHOLD, pp.NMS_KERNEL, pp.TOP_K_INSTANCE)
+                for i in range(heat.shape[0])]
+
+    def instance_pred(self):
+        """[N, H, W] long: 1 + index of the nearest predicted centre of each predicted-thing pixel's vote, 0
+        elsewhere (and on images without centres)."""
+        offsets = self.offset_pred().detach()
+        things = self.thing_mask_pred()
+        out = torch.zeros_like(self.semantic_pred())
+        for i, ctr in enumerate(self.centroids_pred()):
+            if ctr.shape[0]:
+                out[i] = group_pixels(ctr, offsets[i:i + 1], mask=things[i])[0]
+        return out
+
+    def panoptic_pred(self):
+        """[N, H, W] long: predicted panoptic ids: instances take their majority class and are numbered per class,
+        stuff below POST_PROCESSING.STUFF_AREA pixels is void."""
+        m = self.metadata
+        sem, ins, things = self.semantic_pred(), self.instance_pred(), self.thing_mask_pred()
+        return torch.cat([merge_semantic_and_instance(sem[i:i + 1], ins[i:i + 1], things[i:i + 1], m.label_divisor,
+                                                      m.thing_ids, self.config.POST_PROCESSING.STUFF_AREA,
+                                                      m.void_label) for i in range(sem.shape[0])])
+
+
+class PanDLLosses(PanDLPrediction, PanDLGroundTruth):
+    """Panoptic-DeepLab losses (blue block "Losses" of Figure 7), through the configured loss modules."""
+
+    def semantic_loss(self):
+        """Scalar: semantic loss (LOSS.SEMANTIC.NAME) of the logits against semantic_truth, pixel-weighted."""
+        return self.losses["semantic"](self.semantic_logits_pred(), self.semantic_truth(), self.semantic_weights())
+
+    def center_loss(self):
+        """Scalar: squared error of the heatmap, averaged with center_weights (LOSS.CENTER.NAME)."""
+        return self.losses["center"](self.center_pred(), self.center_truth(), self.center_weights())
+
+    def offset_loss(self):
+        """Scalar: absolute error of the offsets in pixels, averaged with offset_weights (LOSS.OFFSET.NAME)."""
+        return self.losses["offset"](self.offset_pred(), self.offset_truth(), self.offset_weights())
+
+    def loss(self):
+        """Scalar: LOSS.SEMANTIC.WEIGHT * semantic + LOSS.CENTER.WEIGHT * centre + LOSS.OFFSET.WEIGHT * offset."""
+        w = self.config.LOSS
+        return (w.SEMANTIC.WEIGHT * self.semantic_loss() + w.CENTER.WEIGHT * self.center_loss()
+                + w.OFFSET.WEIGHT * self.offset_loss())
+
+    @no_cache
+    def logged_losses(self):
+        """Dict of the unweighted loss components and the total, for logging."""
+        return {"semantic_loss": self.semantic_loss(), "center_loss": self.center_loss(),
+                "offset_loss": self.offset_loss(), "loss": self.loss()}
+
+
+@register_om("panoptic-deeplab", "base")
+class PanopticDeepLab(PanDLLosses):
+    """Panoptic-DeepLab: semantic logits, a centre heatmap and centre offsets, merged into a panoptic map."""

@@ -1,0 +1,46 @@
+"""The model wrapper: the network's outputs and the batch become an OutputMath instance."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+SIZE_DIVISIBILITY = 32
+
+
+def pad_to_divisible(images, divisor=SIZE_DIVISIBILITY):
+    """Zero-pad (the normalised mean colour) at the bottom/right to a multiple of ``divisor``."""
+    h, w = images.shape[-2:]
+    ph, pw = -h % divisor, -w % divisor
+    return F.pad(images, (0, pw, 0, ph)) if ph or pw else images
+
+
+class OutputMathModel(nn.Module):
+    """``forward(images, batch=None)`` runs the network and returns an instance of ``om_class`` whose raw batch
+    holds ``<output>_pred`` for every network output, ``<key>_truth`` for every tensor of ``batch`` (e.g.
+    ``panoptic_truth``) and ``image``. In evaluation mode images are padded to a multiple of 32 and the outputs
+    cropped back. The state dict is the network's, so checkpoints are interchangeable with the conventional path.
+    """
+
+    def __init__(self, net, om_class, cfg, metadata):
+        super().__init__()
+        self.net = net
+        self.om_class = om_class
+        self.cfg = cfg
+        self.metadata = metadata
+        self.loss_modules = {name: getattr(net, f"{name}_criterion") for name, *_ in net.loss_terms}
+
+    def forward(self, images, batch=None):
+        h, w = images.shape[-2:]
+        outputs = self.net(images if self.training else pad_to_divisible(images))
+        raw = {f"{k}_pred": v[..., :h, :w] for k, v in outputs.items()}
+        raw["image"] = images
+        for key, value in (batch or {}).items():
+            if key != "image" and isinstance(value, torch.Tensor):
+                raw[f"{key}_truth"] = value.to(images.device, non_blocking=True)
+        return self.om_class(raw, config=self.cfg, metadata=self.metadata, device=images.device,
+                             losses=self.loss_modules, release=not self.training and self.cfg.OM.RELEASE)
+
+    def state_dict(self, *args, **kwargs):
+        return self.net.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
