@@ -76,10 +76,14 @@ class Trainer:
         self.output_dir = cfg.OUTPUT_DIR
         seed_everything(cfg.SEED)
         self.device = resolve_device(cfg)
+        if cfg.OM.NAME and not cfg.DATASET.PAN_ONLY and "cpu-tensors" not in cfg.OM.MIXINS:
+            logger.warning("The OM computes every target itself, but DATASET.PAN_ONLY is False: the loaders also "
+                           "compute CPU targets that nothing reads. Set DATASET.PAN_ONLY True to skip them.")
         self.model = build_model(cfg).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_lr_scheduler(cfg, self.optimizer)
         self.start_iter = 0
+        self.last_logged = {}  # the loss averages of the last PRINT_FREQ window
         if cfg.TRAIN.RESUME:
             self.resume()
 
@@ -139,6 +143,7 @@ class Trainer:
                 done = it + 1
                 if done % cfg.PRINT_FREQ == 0 or done == max_iter:
                     avg = {k: float(v) / n for k, v in sums.items()}
+                    self.last_logged = avg
                     if not np.isfinite(avg["loss"]):
                         bad = [k for k, v in avg.items() if not np.isfinite(v)]
                         raise FloatingPointError(f"Non-finite loss at iteration {done}: {', '.join(bad)}.")

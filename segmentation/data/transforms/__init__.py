@@ -1,20 +1,20 @@
 """Data transforms: augmentation on arrays and the CPU target generator."""
 from .target_transforms import (
-                                PanopticTargetGenerator,
-                                draw_center_heatmap,
-                                encode_panoptic,
-                                gaussian_kernel,
-                                panoptic_targets,
-                                segment_index_map,
+    PanopticTargetGenerator,
+    draw_center_heatmap,
+    encode_panoptic,
+    gaussian_kernel,
+    panoptic_targets,
+    segment_index_map,
 )
 from .transforms import (
-                                Compose,
-                                RandomCrop,
-                                RandomHorizontalFlip,
-                                RandomScale,
-                                build_train_transforms,
-                                normalize,
-                                to_tensor,
+    Compose,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomScale,
+    build_train_transforms,
+    normalize,
+    to_tensor,
 )
 
 __all__ = [

@@ -2,11 +2,11 @@
 from .aspp import ASPP, ASPPPooling
 from .conv_module import basic_conv, depthwise_separable_conv, init_decoder_weights
 from .panoptic_deeplab import (
-                               DeepLabV3Decoder,
-                               DeepLabV3PlusDecoder,
-                               PanopticDeepLabDecoder,
-                               SinglePanopticDeepLabDecoder,
-                               SinglePanopticDeepLabHead,
+    DeepLabV3Decoder,
+    DeepLabV3PlusDecoder,
+    PanopticDeepLabDecoder,
+    SinglePanopticDeepLabDecoder,
+    SinglePanopticDeepLabHead,
 )
 
 __all__ = ["ASPP", "ASPPPooling", "DeepLabV3Decoder", "DeepLabV3PlusDecoder", "PanopticDeepLabDecoder",

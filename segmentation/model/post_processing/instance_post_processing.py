@@ -92,6 +92,25 @@ def get_instance_segmentation(sem_seg, ctr_hmp, offsets, thing_list, threshold=0
     return ins_seg, ctr.unsqueeze(0)
 
 
+def instance_classes(sem_seg, ins_seg, is_thing, num_classes):
+    """Majority semantic class of every instance id (ties: the smallest class, as ``torch.mode``).
+
+    Args:
+        sem_seg, ins_seg: long tensors of one shape (semantic ids, instance ids 0..K).
+        is_thing: bool tensor of that shape; only these pixels vote.
+        num_classes: number of semantic classes (at least max(sem_seg) + 1).
+    Returns:
+        (classes long [K + 1], present bool [K + 1]): entry i is instance id i; ``present`` is False for ids
+        without voting pixels (id 0 included).
+    """
+    n_ins = int(ins_seg.max().item()) + 1 if ins_seg.numel() else 1
+    ins_px, sem_px = ins_seg[is_thing], sem_seg[is_thing]
+    votes = torch.bincount(ins_px * num_classes + sem_px, minlength=n_ins * num_classes).view(n_ins, num_classes)
+    present = votes.sum(1) > 0
+    present[0] = False
+    return votes.argmax(1), present
+
+
 def merge_semantic_and_instance(sem_seg, ins_seg, semantic_thing_seg, label_divisor, thing_list, stuff_area,
                                 void_label):
     """Panoptic map [1, H, W] from semantic ids and class-agnostic instance ids (the original's rules).
@@ -109,16 +128,12 @@ def merge_semantic_and_instance(sem_seg, ins_seg, semantic_thing_seg, label_divi
     n_cls = int(sem_seg.max().item()) + 1 if sem_seg.numel() else 1
     n_cls = max(n_cls, max(thing_list, default=0) + 1)
 
-    n_ins = int(ins_seg.max().item()) + 1 if ins_seg.numel() else 1
-    ins_px, sem_px = ins_seg[is_thing], sem_seg[is_thing]
-    votes = torch.bincount(ins_px * n_cls + sem_px, minlength=n_ins * n_cls).view(n_ins, n_cls)
-    present = votes.sum(1) > 0
-    ins_class = votes.argmax(1)  # first maximum: the smallest class on ties, as torch.mode
-    one_hot = torch.zeros_like(votes)
+    ins_class, present = instance_classes(sem_seg, ins_seg, is_thing, n_cls)
+    one_hot = torch.zeros(len(ins_class), n_cls, dtype=torch.long, device=sem_seg.device)
     one_hot[present, ins_class[present]] = 1
-    rank = one_hot.cumsum(0).gather(1, ins_class[:, None])[:, 0]
+    rank = one_hot.cumsum(0).gather(1, ins_class[:, None])[:, 0]  # per-class number in increasing instance id
     new_ids = ins_class * label_divisor + rank
-    pan_seg[is_thing] = new_ids[ins_px]
+    pan_seg[is_thing] = new_ids[ins_seg[is_thing]]
 
     stuff_px = ins_seg == 0
     area = torch.bincount(sem_seg[stuff_px], minlength=n_cls)

@@ -78,6 +78,15 @@ class ToyShift(OutputMath):
         return super().scaled_pred(factor) + 1
 
 
+@register_om("toy-shift-twice", "mixin")
+class ToyShiftTwice(ToyShift):
+    """A mixin derived from another one (for linearisation tests)."""
+
+    def scaled_pred(self, factor: float = 2.0, *, offset: float | None = None):
+        """The parent's value plus one more."""
+        return super().scaled_pred(factor) + 1
+
+
 @register_om("toy-loop-a", "mixin")
 class ToyLoopA(OutputMath):
     """x_pred reads y_truth (for cycle tests)."""
