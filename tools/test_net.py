@@ -6,8 +6,7 @@ import os
 
 from _common import parse_config
 
-from segmentation.data import build_test_loader
-from segmentation.data.datasets import DATASET_REGISTRY
+from segmentation.data import build_test_loader, get_metadata
 from segmentation.engine import evaluate, resolve_device
 from segmentation.engine.trainer import FINAL_NAME
 from segmentation.model import build_model
@@ -32,7 +31,7 @@ def main(argv=None):
     model.to(device)
     logger.info("Evaluating %s", path)
     loader = build_test_loader(cfg)
-    metadata = DATASET_REGISTRY.get(cfg.DATASET.DATASET).metadata
+    metadata = get_metadata(cfg)
     return evaluate(cfg, model, loader, metadata, device, output_dir=cfg.OUTPUT_DIR)
 
 

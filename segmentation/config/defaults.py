@@ -106,6 +106,7 @@ def add_dataset_config(cfg):
     cfg.DATASET.SMALL_INSTANCE_WEIGHT = 1  # semantic-loss weight of small-instance pixels
     cfg.DATASET.IGNORE_CROWD_IN_SEMANTIC = False  # crowd pixels get the ignore label in the semantic target
     cfg.DATASET.GAUSSIAN_SIGMA = 8  # std (pixels) of the centre heatmap Gaussian; the original hard-codes 8
+    cfg.DATASET.LABEL_DIVISOR = 0  # panoptic id = class * this + instance; 0: the dataset's own (hard-coded there)
     cfg.DATASET.PAN_ONLY = False  # loaders ship only image + panoptic map; targets are computed by the OM
     cfg.DATASET.MIN_RESIZE_VALUE = -1  # pre-augmentation resize: shortest side (COCO); -1 disables
     cfg.DATASET.MAX_RESIZE_VALUE = -1  # pre-augmentation resize: longest side cap (COCO); -1 disables

@@ -6,12 +6,13 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .datasets import DATASET_REGISTRY, build_dataset, collate
+from .datasets.base import configured_metadata
 
 
 def get_metadata(cfg):
-    """The DatasetMetadata of DATASET.DATASET (no dataset is built: no files are read)."""
+    """The DatasetMetadata of DATASET.DATASET, with DATASET.LABEL_DIVISOR applied (no file is read)."""
     from .datasets import synthetic  # noqa: F401  (registration)
-    return DATASET_REGISTRY.get(cfg.DATASET.DATASET).metadata
+    return configured_metadata(DATASET_REGISTRY.get(cfg.DATASET.DATASET).metadata, cfg)
 
 
 class TrainingSampler(Sampler):

@@ -45,6 +45,15 @@ def test_getitem_outputs_and_pan_only(synthetic_cfg):
     assert set(s) == {"image", "panoptic", "file_name"}
 
 
+def test_label_divisor_from_the_config(synthetic_cfg):
+    from segmentation.data import get_metadata
+    synthetic_cfg.DATASET.LABEL_DIVISOR = 256
+    ds = build_dataset(synthetic_cfg, "val", is_train=False)
+    pan = ds[0]["panoptic"]
+    assert ds.metadata.label_divisor == 256 == get_metadata(synthetic_cfg).label_divisor
+    assert set((pan // 256).unique().tolist()) <= set(range(7)) | {255}  # classes and void, nothing else
+
+
 def test_train_loader_batches(synthetic_cfg):
     batch = next(iter(build_train_loader(synthetic_cfg)))
     assert batch["image"].shape == (2, 3, 64, 96) and len(batch["file_name"]) == 2

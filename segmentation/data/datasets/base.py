@@ -1,4 +1,6 @@
 """The dataset base class shared by every panoptic dataset, and the dataset registry."""
+import dataclasses
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -74,13 +76,23 @@ class PanopticDataset(Dataset):
         return out
 
 
+def configured_metadata(metadata, cfg):
+    """``metadata`` with the config's overrides (DATASET.LABEL_DIVISOR)."""
+    divisor = cfg.DATASET.LABEL_DIVISOR
+    if divisor and divisor != metadata.label_divisor:
+        if divisor < 2:
+            raise ValueError(f"DATASET.LABEL_DIVISOR must be 0 (the dataset's) or at least 2, got {divisor}.")
+        metadata = dataclasses.replace(metadata, label_divisor=int(divisor))
+    return metadata
+
+
 def build_dataset(cfg, split, is_train):
     """The dataset of DATASET.DATASET for ``split``, with augmentation and targets set up from ``cfg``."""
     from . import synthetic  # noqa: F401  (registers the built-in datasets)
 
     cls = DATASET_REGISTRY.get(cfg.DATASET.DATASET)
     d = cfg.DATASET
-    meta = cls.metadata
+    meta = configured_metadata(cls.metadata, cfg)
     if d.NUM_CLASSES != meta.num_classes:
         raise ValueError(f"DATASET.NUM_CLASSES is {d.NUM_CLASSES} but dataset '{d.DATASET}' has {meta.num_classes} "
                          f"classes ({', '.join(meta.class_names)}); set DATASET.NUM_CLASSES {meta.num_classes}.")
@@ -88,10 +100,12 @@ def build_dataset(cfg, split, is_train):
         ignore_label=meta.ignore_label, rgb2id=lambda x: x, thing_list=meta.thing_ids, sigma=d.GAUSSIAN_SIGMA,
         ignore_stuff_in_offset=d.IGNORE_STUFF_IN_OFFSET, small_instance_area=d.SMALL_INSTANCE_AREA,
         small_instance_weight=d.SMALL_INSTANCE_WEIGHT, ignore_crowd_in_semantic=d.IGNORE_CROWD_IN_SEMANTIC)
-    return cls.from_config(
+    dataset = cls.from_config(
         cfg, split, is_train=is_train, transforms=build_train_transforms(cfg) if is_train else None,
         target_generator=generator, mean=d.MEAN, std=d.STD, pan_only=d.PAN_ONLY, semantic_only=d.SEMANTIC_ONLY,
         seed=max(cfg.SEED, 0))
+    dataset.metadata = meta
+    return dataset
 
 
 def collate(batch):

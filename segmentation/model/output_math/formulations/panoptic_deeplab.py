@@ -43,7 +43,7 @@ class PanopticVariables(OutputMath):
 
     def crowd_mask_truth(self):
         """[N, H, W] bool: crowd pixels (thing class, instance 0)."""
-        return self.thing_mask_truth() & (self.panoptic_truth() % self.metadata.label_divisor == 0)
+        return self.thing_mask_truth() & (self.panoptic_truth() == self.class_truth() * self.metadata.label_divisor)
 
     def void_mask_truth(self):
         """[N, H, W] bool: void pixels (unlabelled, or padding)."""
@@ -84,8 +84,8 @@ class PanDLGroundTruth(PanopticVariables):
         """[N, H, W] long: index of each pixel's segment in the flattened [N * L] per-segment tables (void, and
         any id outside the classes, share the last entry of its image)."""
         pan, size = self.panoptic_truth(), self.segment_table_size()
-        local = torch.where((pan >= 0) & (pan < size - 1), pan, size - 1)
-        return local + torch.arange(pan.shape[0], device=self.device).view(-1, 1, 1) * size
+        local = pan.clamp(0, size - 1)  # void (ignore_label * label_divisor) is above every class id
+        return local.add_(torch.arange(pan.shape[0], device=self.device).view(-1, 1, 1) * size)
 
     def segment_area_truth(self):
         """[N, L] long: number of pixels of every panoptic id in every image (0 when absent)."""
@@ -103,13 +103,22 @@ class PanDLGroundTruth(PanopticVariables):
         idx = self.segment_index_truth()
         n, h, w = idx.shape
         size = n * self.segment_table_size()
-        rows = torch.arange(h, device=self.device, dtype=torch.float64).view(1, h, 1).expand(n, h, w)
-        cols = torch.arange(w, device=self.device, dtype=torch.float64).view(1, 1, w).expand(n, h, w)
-        # integer coordinate sums are exact in float64, so sum / count equals numpy's mean bit for bit
-        sums = torch.stack([torch.bincount(idx.reshape(-1), weights=c.reshape(-1), minlength=size)
-                            for c in (rows, cols)], dim=-1)
+        # exact integer coordinate sums; both packed into one int64 as y * 2^shift + x when they fit (the x sums
+        # never carry into the y part), else one float64 bincount per coordinate (also exact below 2^53)
+        shift = (h * w * max(w - 1, 1)).bit_length()
+        if (h * w * max(h - 1, 1)) << shift < 2 ** 63:
+            packed = (torch.arange(h, device=self.device).view(h, 1) << shift) + torch.arange(w, device=self.device)
+            sums = torch.zeros(size, dtype=torch.long, device=self.device)
+            sums.index_add_(0, idx.reshape(-1), packed.expand(n, h, w).reshape(-1))
+            sums = torch.stack([sums >> shift, sums & ((1 << shift) - 1)], dim=-1)
+        else:
+            rows = torch.arange(h, device=self.device, dtype=torch.float64).view(1, h, 1).expand(n, h, w)
+            cols = torch.arange(w, device=self.device, dtype=torch.float64).view(1, 1, w).expand(n, h, w)
+            sums = torch.stack([torch.bincount(idx.reshape(-1), weights=c.reshape(-1), minlength=size)
+                                for c in (rows, cols)], dim=-1)
+        # integer sums in float64 divided by the area: numpy's mean of the coordinates, bit for bit
         area = self.segment_area_truth().reshape(-1, 1).clamp(min=1)
-        return (sums / area).view(n, -1, 2)
+        return (sums.to(torch.float64) / area).view(n, -1, 2)
 
     def thing_segments_truth(self):
         """[N, K] long: panoptic ids of the thing segments present in each image (crowd included), -1 as padding;
@@ -136,20 +145,21 @@ class PanDLGroundTruth(PanopticVariables):
         """[N, 2, H, W] float32: (y, x) vector in pixels from each thing pixel to its segment's centroid, 0 on
         other pixels (float32 arithmetic: within 6.2e-5 px of the float64 original below 1024 px)."""
         idx = self.segment_index_truth().reshape(-1)
-        table = self.centroids_truth().reshape(-1, 2).to(self.pixel_coordinates().dtype).T.contiguous()
-        things = self.thing_mask_truth()
         coords = self.pixel_coordinates()
-        off = torch.stack([table[c].index_select(0, idx).view(things.shape) - coords[c] for c in (0, 1)], dim=1)
-        return off.masked_fill_(~things[:, None], 0)
+        table = self.centroids_truth().reshape(-1, 2).to(coords.dtype).T.contiguous()
+        things = self.thing_mask_truth()
+        off = table.index_select(1, idx).view(2, *things.shape)  # channel-major: one gather, viewed at the end
+        off.sub_(coords[:, None]).masked_fill_(~things, 0)
+        return off.transpose(0, 1)
 
     def semantic_weights(self):
         """[N, H, W] float32: semantic-loss weight, DATASET.SMALL_INSTANCE_WEIGHT on thing segments smaller than
         DATASET.SMALL_INSTANCE_AREA pixels, 1 elsewhere."""
         d = self.config.DATASET
         idx = self.segment_index_truth()
-        area = self.segment_area_truth().reshape(-1).index_select(0, idx.reshape(-1)).view(idx.shape)
-        small = self.thing_mask_truth() & (area < d.SMALL_INSTANCE_AREA)
-        return torch.where(small, float(d.SMALL_INSTANCE_WEIGHT), 1.0)
+        small = self.segment_is_thing() & (self.segment_area_truth() < d.SMALL_INSTANCE_AREA)  # [N, L]
+        table = torch.where(small, float(d.SMALL_INSTANCE_WEIGHT), 1.0).reshape(-1)
+        return table.index_select(0, idx.reshape(-1)).view(idx.shape)
 
     def center_weights(self):
         """[N, H, W] float32: 1 on labelled non-crowd pixels, 0 on void and crowd."""
