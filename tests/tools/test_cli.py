@@ -8,8 +8,8 @@ from tests.conftest import ROOT
 CFG = "configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml"
 
 
-def _run(*args):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def _run(*args, timeout=300):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def test_misspelt_key_exits_with_the_closest_keys():
@@ -39,7 +39,7 @@ def test_main_job_reaches_pq_50(tmp_path):
     import json
     import os
     out = str(tmp_path / "run")
-    r = _run("tools/train_net.py", "--cfg", CFG, "OUTPUT_DIR", out)
+    r = _run("tools/train_net.py", "--cfg", CFG, "OUTPUT_DIR", out, timeout=1800)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "eta" in r.stdout
     r = _run("tools/test_net.py", "--cfg", CFG, "OUTPUT_DIR", out)
