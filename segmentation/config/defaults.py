@@ -111,6 +111,9 @@ def add_dataset_config(cfg):
     cfg.DATASET.MIN_RESIZE_VALUE = -1  # pre-augmentation resize: shortest side (COCO); -1 disables
     cfg.DATASET.MAX_RESIZE_VALUE = -1  # pre-augmentation resize: longest side cap (COCO); -1 disables
     cfg.DATASET.RESIZE_FACTOR = -1  # pre-augmentation resize: sizes rounded to a multiple of this; -1 disables
+    cfg.DATASET.JSON_FILE = ""  # coco_panoptic_format: panoptic JSON, relative to ROOT; "{split}" is replaced
+    cfg.DATASET.PANOPTIC_DIR = ""  # coco_panoptic_format: folder of the RGB-encoded panoptic PNGs
+    cfg.DATASET.IMAGE_DIR = ""  # coco_panoptic_format: folder of the images
     cfg.DATASET.SYNTHETIC = CN()  # procedural synthetic dataset (DATASET.DATASET = synthetic_panoptic)
     cfg.DATASET.SYNTHETIC.IMAGE_SIZE = (128, 256)  # (height, width) of every generated image
     cfg.DATASET.SYNTHETIC.TRAIN_SIZE = 400  # number of images in the train split

@@ -11,8 +11,8 @@ from .datasets.base import configured_metadata
 
 def get_metadata(cfg):
     """The DatasetMetadata of DATASET.DATASET, with DATASET.LABEL_DIVISOR applied (no file is read)."""
-    from .datasets import synthetic  # noqa: F401  (registration)
-    return configured_metadata(DATASET_REGISTRY.get(cfg.DATASET.DATASET).metadata, cfg)
+    from .datasets import cityscapes, coco_format, synthetic  # noqa: F401  (registration)
+    return configured_metadata(DATASET_REGISTRY.get(cfg.DATASET.DATASET).metadata_from_config(cfg), cfg)
 
 
 class TrainingSampler(Sampler):
@@ -41,7 +41,9 @@ def _worker_init(worker_id):
 
 
 def build_train_loader(cfg, rank=0, world_size=1):
+    from .check import require_valid_dataset
     dataset = build_dataset(cfg, cfg.DATASET.TRAIN_SPLIT, is_train=True)
+    require_valid_dataset(dataset)
     if cfg.TRAIN.IMS_PER_BATCH % world_size:
         raise ValueError(f"TRAIN.IMS_PER_BATCH ({cfg.TRAIN.IMS_PER_BATCH}) is the global batch and must be divisible "
                          f"by the number of processes ({world_size}).")

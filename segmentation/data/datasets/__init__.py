@@ -1,5 +1,5 @@
 """Datasets and their registry (``DATASET_REGISTRY``, selected by DATASET.DATASET)."""
-from . import synthetic  # noqa: F401  (registration)
+from . import cityscapes, coco_format, synthetic  # noqa: F401  (registration)
 from .base import DATASET_REGISTRY, DatasetError, PanopticDataset, build_dataset, collate, read_image, register_dataset
 from .synthetic import SYNTHETIC_METADATA, SyntheticPanoptic, render_scene
 

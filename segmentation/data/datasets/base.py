@@ -32,7 +32,12 @@ class PanopticDataset(Dataset):
     ``metadata``), ``file_name`` and, unless ``pan_only``, the CPU targets of ``PanopticTargetGenerator``.
     """
 
-    metadata = None  # DatasetMetadata, set by subclasses
+    metadata = None  # DatasetMetadata, set by subclasses (or per instance, for datasets whose JSON defines it)
+
+    @classmethod
+    def metadata_from_config(cls, cfg):
+        """The dataset's metadata without building it (reads at most a small annotation file)."""
+        return cls.metadata
 
     def __init__(self, split, is_train=False, transforms=None, target_generator=None, mean=(0.485, 0.456, 0.406),
                  std=(0.229, 0.224, 0.225), pan_only=False, semantic_only=False, seed=0):
@@ -59,8 +64,9 @@ class PanopticDataset(Dataset):
         raw = self.load(index)
         image, pan = raw["image"], raw["panoptic"]
         if image.shape[:2] != pan.shape:
-            raise DatasetError(f"{raw['file_name']}: image is {image.shape[1]}x{image.shape[0]} but its panoptic "
-                               f"annotation is {pan.shape[1]}x{pan.shape[0]} (width x height).")
+            raise DatasetError(f"{raw.get('image_file', raw['file_name'])} is {image.shape[1]}x{image.shape[0]} but "
+                               f"its panoptic annotation {raw.get('annotation_file', '')} is {pan.shape[1]}x"
+                               f"{pan.shape[0]} (width x height).")
         pan = pan.astype(np.int32, copy=False)
         if self.is_train and self.transforms is not None:
             image, pan = self.transforms(image, pan, self._rng(index))
@@ -88,11 +94,11 @@ def configured_metadata(metadata, cfg):
 
 def build_dataset(cfg, split, is_train):
     """The dataset of DATASET.DATASET for ``split``, with augmentation and targets set up from ``cfg``."""
-    from . import synthetic  # noqa: F401  (registers the built-in datasets)
+    from . import cityscapes, coco_format, synthetic  # noqa: F401  (registers the built-in datasets)
 
     cls = DATASET_REGISTRY.get(cfg.DATASET.DATASET)
     d = cfg.DATASET
-    meta = configured_metadata(cls.metadata, cfg)
+    meta = configured_metadata(cls.metadata_from_config(cfg), cfg)
     if d.NUM_CLASSES != meta.num_classes:
         raise ValueError(f"DATASET.NUM_CLASSES is {d.NUM_CLASSES} but dataset '{d.DATASET}' has {meta.num_classes} "
                          f"classes ({', '.join(meta.class_names)}); set DATASET.NUM_CLASSES {meta.num_classes}.")
@@ -104,6 +110,8 @@ def build_dataset(cfg, split, is_train):
         cfg, split, is_train=is_train, transforms=build_train_transforms(cfg) if is_train else None,
         target_generator=generator, mean=d.MEAN, std=d.STD, pan_only=d.PAN_ONLY, semantic_only=d.SEMANTIC_ONLY,
         seed=max(cfg.SEED, 0))
+    if dataset.metadata.class_names != meta.class_names:
+        raise ValueError(f"The {split} split's categories differ from the {d.TRAIN_SPLIT} split's.")
     dataset.metadata = meta
     return dataset
 
@@ -131,7 +139,7 @@ def read_image(path, mode="RGB"):
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert(mode) if mode else im)
+            return np.array(im.convert(mode) if mode else im)
     except FileNotFoundError:
         raise DatasetError(f"Image file '{path}' does not exist.") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:

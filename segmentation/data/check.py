@@ -1,0 +1,120 @@
+"""Dataset checker: every problem of a COCO-panoptic-format dataset, each with the file it is in.
+
+``check_dataset(dataset, deep=True)`` reads every annotation (and image header) and returns a ``CheckReport``.
+``deep=False`` checks only what the JSON and the file system tell (cheap): it runs before every training.
+"""
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from .datasets.base import DatasetError
+from .datasets.coco_format import CocoPanopticFormat, rgb2id
+
+
+@dataclass
+class CheckReport:
+    errors: list = field(default_factory=list)  # "path: what is wrong"
+    images: int = 0
+    segments_per_class: Counter = field(default_factory=Counter)
+    thing_pixels: int = 0
+    stuff_pixels: int = 0
+
+    @property
+    def ok(self):
+        return not self.errors
+
+    def summary(self, metadata):
+        total = max(self.thing_pixels + self.stuff_pixels, 1)
+        lines = [f"{self.images} images, {sum(self.segments_per_class.values())} segments; labelled pixels: "
+                 f"{100 * self.thing_pixels / total:.1f}% things, {100 * self.stuff_pixels / total:.1f}% stuff"]
+        for c, name in enumerate(metadata.class_names):
+            kind = "thing" if c in metadata.thing_ids else "stuff"
+            lines.append(f"  {c:3d} {name:24s} {kind:5s} {self.segments_per_class.get(c, 0):7d} segments")
+        return "\n".join(lines)
+
+
+def _image_size(path):
+    with Image.open(path) as im:
+        return im.size, im.mode
+
+
+def check_dataset(dataset, deep=True, max_errors=None):
+    """Check a CocoPanopticFormat dataset; other datasets (generated ones) are reported as fine."""
+    report = CheckReport()
+    if not isinstance(dataset, CocoPanopticFormat):
+        report.images = len(dataset)
+        return report
+    meta = dataset.metadata
+    known = dataset.category_map
+    for image_entry, ann in dataset.entries:
+        if max_errors is not None and len(report.errors) >= max_errors:
+            break
+        report.images += 1
+        image_file, ann_file = dataset.image_path(image_entry), dataset.annotation_path(ann)
+        errors = report.errors
+        for path, what in ((image_file, "image"), (ann_file, "panoptic PNG")):
+            if not os.path.isfile(path):
+                errors.append(f"{path}: {what} file is missing")
+        infos = ann.get("segments_info", [])
+        for seg in infos:
+            cat = seg.get("category_id")
+            if cat not in known:
+                errors.append(f"{ann_file}: segment {seg.get('id')} has unknown category {cat}")
+            elif seg.get("iscrowd", 0) and known[cat] not in meta.thing_ids:
+                errors.append(f"{ann_file}: segment {seg.get('id')} is marked crowd but its category {cat} "
+                              f"({meta.class_names[known[cat]]}) is a stuff class")
+        if not deep or not os.path.isfile(ann_file) or not os.path.isfile(image_file):
+            continue
+        try:
+            image_size, _ = _image_size(image_file)
+            with Image.open(image_file) as im:
+                im.load()
+        except Exception as e:  # noqa: BLE001 - any decoding failure is a finding, not a crash
+            errors.append(f"{image_file}: image cannot be read ({e})")
+            image_size = None
+        try:
+            with Image.open(ann_file) as im:
+                mode = im.mode
+                png = np.asarray(im)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{ann_file}: panoptic PNG cannot be read ({e})")
+            continue
+        if mode != "RGB":
+            errors.append(f"{ann_file}: panoptic PNG has mode {mode}, expected RGB (id = R + 256 G + 256^2 B)")
+            continue
+        if image_size is not None and image_size != (png.shape[1], png.shape[0]):
+            errors.append(f"{ann_file}: annotation is {png.shape[1]}x{png.shape[0]} but image {image_file} is "
+                          f"{image_size[0]}x{image_size[1]}")
+        ids, areas = np.unique(rgb2id(png), return_counts=True)
+        area_of = dict(zip(ids.tolist(), areas.tolist()))
+        listed = {seg.get("id") for seg in infos}
+        for seg_id in sorted(set(area_of) - listed - {0}):
+            errors.append(f"{ann_file}: id {seg_id} is in the PNG but not in segments_info")
+        for seg in infos:
+            seg_id, cat = seg.get("id"), seg.get("category_id")
+            if seg_id not in area_of:
+                errors.append(f"{ann_file}: segment {seg_id} of segments_info is absent from the PNG")
+                continue
+            if "area" in seg and seg["area"] != area_of[seg_id]:
+                errors.append(f"{ann_file}: segment {seg_id} has area {seg['area']} in the JSON but "
+                              f"{area_of[seg_id]} pixels in the PNG")
+            if cat in known:
+                train_id = known[cat]
+                report.segments_per_class[train_id] += 1
+                if train_id in meta.thing_ids:
+                    report.thing_pixels += area_of[seg_id]
+                else:
+                    report.stuff_pixels += area_of[seg_id]
+    return report
+
+
+def require_valid_dataset(dataset, config_path="FILE"):
+    """Raise DatasetError when the cheap checks find problems, pointing at tools/check_dataset.py."""
+    report = check_dataset(dataset, deep=False, max_errors=20)
+    if not report.ok:
+        shown = "\n  ".join(report.errors[:5])
+        raise DatasetError(f"The {dataset.split} split has problems, e.g.:\n  {shown}\nRun `python "
+                           f"tools/check_dataset.py --cfg {config_path} --split {dataset.split}` for the full list.")
