@@ -4,6 +4,7 @@ The checkpoint is TEST.MODEL_FILE, else MODEL.WEIGHTS, else OUTPUT_DIR/final_sta
 """
 import os
 
+import torch
 from _common import parse_config
 
 from segmentation.data import build_test_loader, get_metadata
@@ -16,7 +17,7 @@ from segmentation.utils.logger import setup_logger
 
 def main(argv=None):
     _, cfg = parse_config("Evaluate Panoptic-DeepLab.", argv)
-    logger = setup_logger(cfg.OUTPUT_DIR)
+    logger = setup_logger(cfg.OUTPUT_DIR, rank=int(os.environ.get("RANK", 0)))
     path = cfg.TEST.MODEL_FILE or cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, FINAL_NAME)
     if not os.path.isfile(path):
         raise SystemExit(f"error: checkpoint '{path}' does not exist; train first or set TEST.MODEL_FILE.")
@@ -25,12 +26,16 @@ def main(argv=None):
     cfg.MODEL.BACKBONE.PRETRAINED = False
     cfg.MODEL.BACKBONE.WEIGHTS = ""
     cfg.freeze()
+    from segmentation.utils import comm
     device = resolve_device(cfg)
+    rank, world_size, local_rank = comm.init_distributed(device.type)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
     model = build_model(cfg)
     model.load_state_dict(model_state(load_checkpoint(path)))
     model.to(device)
     logger.info("Evaluating %s", path)
-    loader = build_test_loader(cfg)
+    loader = build_test_loader(cfg, rank, world_size)
     metadata = get_metadata(cfg)
     return evaluate(cfg, model, loader, metadata, device, output_dir=cfg.OUTPUT_DIR)
 

@@ -47,6 +47,7 @@ def add_model_config(cfg):
     cfg.MODEL.DECODER.FEATURE_KEY = "res5"  # backbone output key fed to ASPP
     cfg.MODEL.DECODER.DECODER_CHANNELS = 256  # channels of the semantic decoder
     cfg.MODEL.DECODER.ATROUS_RATES = (6, 12, 18)  # ASPP dilation rates (use (3, 6, 9) at output stride 32)
+    cfg.MODEL.DECODER.ASPP_DROPOUT = 0.5  # dropout after the ASPP projection (the original hard-codes 0.5)
     cfg.MODEL.DECODER.CONV_TYPE = "depthwise_separable_conv"  # fuse/head conv type (only this one is implemented)
     cfg.MODEL.DECODER.CONV_KERNEL = 5  # kernel size of the fuse/head convs
     cfg.MODEL.DECODER.CONV_PADDING = 2  # padding of the fuse/head convs
@@ -131,7 +132,7 @@ def add_solver_config(cfg):
     cfg.SOLVER.BIAS_LR_FACTOR = 2.0  # learning rate of biases = BASE_LR * this
     cfg.SOLVER.WEIGHT_DECAY_BIAS = 0.0  # weight decay of biases
     cfg.SOLVER.MOMENTUM = 0.9  # SGD momentum
-    cfg.SOLVER.OPTIMIZER = "sgd"  # registry name: sgd, adam
+    cfg.SOLVER.OPTIMIZER = "sgd"  # registry name: sgd, adam, adamw
     cfg.SOLVER.ADAM_BETAS = (0.9, 0.999)  # Adam betas
     cfg.SOLVER.ADAM_EPS = 1e-08  # Adam epsilon
     cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupPolyLR"  # WarmupPolyLR, WarmupMultiStepLR, WarmupCosineLR
@@ -142,6 +143,9 @@ def add_solver_config(cfg):
     cfg.SOLVER.WARMUP_METHOD = "linear"  # linear or constant
     cfg.SOLVER.POLY_LR_POWER = 0.9  # WarmupPolyLR power
     cfg.SOLVER.POLY_LR_CONSTANT_ENDING = 0.0  # WarmupPolyLR: stop decaying once the factor reaches this
+    cfg.SOLVER.AMP = CN()
+    cfg.SOLVER.AMP.ENABLED = False  # mixed precision for the network (OM targets, losses, decoding stay float32)
+    cfg.SOLVER.AMP.DTYPE = "auto"  # auto (bfloat16 on CPU, float16 + grad scaler on CUDA), float16, bfloat16
     cfg.SOLVER.CLIP_GRADIENTS = CN()
     cfg.SOLVER.CLIP_GRADIENTS.ENABLED = False  # clip gradients before each optimizer step
     cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "value"  # value (elementwise) or norm (per parameter)
@@ -171,9 +175,11 @@ def add_loss_config(cfg):
 
 def add_train_config(cfg):
     cfg.TRAIN = CN()
-    cfg.TRAIN.IMS_PER_BATCH = 32  # global batch size (summed over all processes)
+    cfg.TRAIN.IMS_PER_BATCH = 32  # global batch per optimizer step, summed over processes and micro-batches
+    cfg.TRAIN.ACCUMULATE_STEPS = 1  # gradient accumulation: micro-batches per optimizer step
     cfg.TRAIN.MAX_ITER = 90000  # number of training iterations
     cfg.TRAIN.RESUME = False  # resume from OUTPUT_DIR/checkpoint.pth.tar if it exists
+    cfg.TRAIN.KEEP_LAST = 3  # keep this many numbered checkpoints (checkpoint_<iter>.pth); 0: only the latest
 
 
 def add_dataloader_config(cfg):
@@ -190,7 +196,11 @@ def add_debug_config(cfg):
     cfg.DEBUG.TARGET_KEYS = (  # target maps drawn in the debug grid
         "semantic", "center", "offset", "semantic_weights", "center_weights", "offset_weights")
     cfg.DEBUG.OUTPUT_KEYS = ("semantic", "center", "offset")  # network outputs drawn in the debug grid
-    cfg.DEBUG.KEEP_INTERVAL = 1000  # debug grids older than this many iterations are deleted
+    cfg.DEBUG.KEEP_INTERVAL = 1000  # original key (debug PNG retention); grids now go to TensorBoard
+    cfg.DEBUG.TENSORBOARD = True  # TensorBoard scalars every PRINT_FREQ, images every DEBUG_FREQ (if installed)
+    cfg.DEBUG.OM_VARIABLES = (  # OM variables drawn in the TensorBoard image grid, one column each
+        "image", "semantic_truth", "semantic_pred", "center_truth", "center_pred", "offset_truth", "offset_pred",
+        "panoptic_pred")
 
 
 def add_test_config(cfg):

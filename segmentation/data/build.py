@@ -1,7 +1,6 @@
 """Data loaders for training (infinite, shuffled) and evaluation (sequential, batch 1)."""
 import itertools
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -16,45 +15,59 @@ def get_metadata(cfg):
 
 
 class TrainingSampler(Sampler):
-    """Infinite stream of indices, reshuffled every pass from one seed (shared by all processes), sharded by rank."""
+    """Infinite stream of (index, position) pairs, reshuffled every pass from one seed shared by all processes,
+    sharded by rank. ``position`` is the sample's place in the global stream: the dataset keys its augmentation
+    randomness on it, so a run resumed at ``start`` sees exactly the samples and augmentations of an uninterrupted
+    run, whatever the number of workers."""
 
-    def __init__(self, size, shuffle=True, seed=0, rank=0, world_size=1):
+    def __init__(self, size, shuffle=True, seed=0, rank=0, world_size=1, start=0):
         if size <= 0:
             raise ValueError("The training dataset is empty.")
         self.size, self.shuffle, self.seed = size, shuffle, seed
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.start = rank, world_size, start
 
     def _infinite(self):
         g = torch.Generator()
         g.manual_seed(self.seed)
+        position = 0
         while True:
-            yield from (torch.randperm(self.size, generator=g) if self.shuffle else torch.arange(self.size)).tolist()
+            order = torch.randperm(self.size, generator=g) if self.shuffle else torch.arange(self.size)
+            for index in order.tolist():
+                yield index, position
+                position += 1
 
     def __iter__(self):
-        return itertools.islice(self._infinite(), self.rank, None, self.world_size)
+        first = self.start * self.world_size + self.rank  # ``start`` counts this process's samples
+        return itertools.islice(self._infinite(), first, None, self.world_size)
 
 
 def _worker_init(worker_id):
     import cv2
     cv2.setNumThreads(0)  # avoid oversubscribing the cores with OpenCV threads inside workers
-    np.random.seed((torch.initial_seed() + worker_id) % 2 ** 32)
 
 
-def build_train_loader(cfg, rank=0, world_size=1):
+def build_train_loader(cfg, rank=0, world_size=1, start=0):
+    """Infinite training loader of this process; ``start`` samples of its stream are skipped (resume)."""
     from .check import require_valid_dataset
     dataset = build_dataset(cfg, cfg.DATASET.TRAIN_SPLIT, is_train=True)
     require_valid_dataset(dataset)
-    if cfg.TRAIN.IMS_PER_BATCH % world_size:
+    per_step = world_size * cfg.TRAIN.ACCUMULATE_STEPS
+    if cfg.TRAIN.IMS_PER_BATCH % per_step:
         raise ValueError(f"TRAIN.IMS_PER_BATCH ({cfg.TRAIN.IMS_PER_BATCH}) is the global batch and must be divisible "
-                         f"by the number of processes ({world_size}).")
+                         f"by processes x TRAIN.ACCUMULATE_STEPS ({per_step}).")
     sampler = TrainingSampler(len(dataset), cfg.DATALOADER.TRAIN_SHUFFLE, seed=max(cfg.SEED, 0), rank=rank,
-                              world_size=world_size)
-    return DataLoader(dataset, batch_size=cfg.TRAIN.IMS_PER_BATCH // world_size, sampler=sampler,
+                              world_size=world_size, start=start)
+    # its own generator: creating the iterator must not consume the global torch RNG (exact resume)
+    generator = torch.Generator().manual_seed(max(cfg.SEED, 0) + rank)
+    return DataLoader(dataset, batch_size=cfg.TRAIN.IMS_PER_BATCH // per_step, sampler=sampler,
                       num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=collate, worker_init_fn=_worker_init,
-                      drop_last=True, persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0)
+                      drop_last=True, persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0, generator=generator)
 
 
-def build_test_loader(cfg):
+def build_test_loader(cfg, rank=0, world_size=1):
+    """Batch-1 loader over the test split; with several processes, this process's shard (images rank::world)."""
     dataset = build_dataset(cfg, cfg.DATASET.TEST_SPLIT, is_train=False)
-    return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=min(cfg.DATALOADER.NUM_WORKERS, 1),
-                      collate_fn=collate, worker_init_fn=_worker_init)
+    total = len(dataset) if cfg.TEST.MAX_IMAGES < 0 else min(len(dataset), cfg.TEST.MAX_IMAGES)
+    return DataLoader(dataset, batch_size=1, sampler=list(range(rank, total, world_size)),
+                      num_workers=min(cfg.DATALOADER.NUM_WORKERS, 1), collate_fn=collate,
+                      worker_init_fn=_worker_init)

@@ -9,6 +9,7 @@ import torch
 from ..evaluation import PanopticEvaluator, SemanticEvaluator
 from ..model.output_math.wrapper import OutputMathModel, pad_to_divisible
 from ..model.post_processing import get_panoptic_segmentation, get_semantic_segmentation
+from ..utils import comm
 from ..utils.logger import format_seconds
 from ..utils.visualization import colorize_panoptic, denormalize, save_panels
 
@@ -112,15 +113,13 @@ def evaluate(cfg, model, loader, metadata, device, output_dir=None):
     decode = _decode_om if isinstance(model, OutputMathModel) else _decode_conventional
     sem_eval = SemanticEvaluator(metadata.num_classes, metadata.ignore_label, list(metadata.class_names))
     pan_eval = PanopticEvaluator(metadata)
-    vis_dir = os.path.join(output_dir, "vis") if output_dir else None
+    vis_dir = os.path.join(output_dir, "vis") if output_dir and comm.is_main_process() else None
     if vis_dir:
         os.makedirs(vis_dir, exist_ok=True)
-    total = len(loader) if cfg.TEST.MAX_IMAGES < 0 else min(len(loader), cfg.TEST.MAX_IMAGES)
+    total = len(loader)
     t_net = t_post = 0.0
     t_start = time.perf_counter()
     for i, batch in enumerate(loader):
-        if i >= total:
-            break
         gt_pan = batch["panoptic"][0]
         sem_ids, pan, dt_net, dt_post = decode(cfg, model, batch["image"].to(device), batch, metadata, panoptic)
         t_net, t_post = t_net + dt_net, t_post + dt_post
@@ -129,13 +128,18 @@ def evaluate(cfg, model, loader, metadata, device, output_dir=None):
             pan_eval.update(pan[0].cpu(), gt_pan)
         _save_panel(cfg, vis_dir, i, batch, gt_pan, pan, metadata)
         _log_progress(i, total, t_net, t_post, t_start)
+    # with several processes each saw its shard: sum the statistics
+    comm.all_reduce_sum(sem_eval.conf)
+    for array in (pan_eval.tp, pan_eval.fp, pan_eval.fn, pan_eval.iou):
+        comm.all_reduce_sum(array)
+    n_images = int(comm.all_reduce_sum(torch.tensor(total)))
     metrics = sem_eval.evaluate()
     if panoptic:
         metrics.update(pan_eval.evaluate())
     metrics["time_network_s"] = t_net / max(total, 1)
     metrics["time_post_processing_s"] = t_post / max(total, 1)
-    logger.info("Results on %s (%d images):\n%s", cfg.DATASET.TEST_SPLIT, total, format_metrics_table(metrics))
-    if output_dir:
+    logger.info("Results on %s (%d images):\n%s", cfg.DATASET.TEST_SPLIT, n_images, format_metrics_table(metrics))
+    if output_dir and comm.is_main_process():
         with open(os.path.join(output_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
     return metrics

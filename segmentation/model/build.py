@@ -27,6 +27,7 @@ def _check_feature_keys(cfg, backbone):
         if backbone.out_channels[key] != ch:
             raise ValueError(f"{ch_name} says {ch} channels for '{key}' but backbone '{cfg.MODEL.BACKBONE.NAME}' "
                              f"gives {backbone.out_channels[key]}.")
+    return [key for _, key, _, _ in keys]
 
 
 def build_model(cfg):
@@ -34,7 +35,7 @@ def build_model(cfg):
     if cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG:
         raise NotImplementedError("MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG is not implemented; set it False.")
     backbone = build_backbone(cfg)
-    _check_feature_keys(cfg, backbone)
+    backbone.set_out_features(_check_feature_keys(cfg, backbone))
     model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg, backbone)
     if cfg.MODEL.WEIGHTS:
         state = torch.load(cfg.MODEL.WEIGHTS, map_location="cpu", weights_only=True)

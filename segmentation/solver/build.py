@@ -46,6 +46,11 @@ def _adam(groups, s):
     return torch.optim.Adam(groups, lr=s.BASE_LR, betas=tuple(s.ADAM_BETAS), eps=s.ADAM_EPS)
 
 
+@OPTIMIZER_REGISTRY.register("adamw")
+def _adamw(groups, s):
+    return torch.optim.AdamW(groups, lr=s.BASE_LR, betas=tuple(s.ADAM_BETAS), eps=s.ADAM_EPS)
+
+
 def build_optimizer(cfg, model):
     return OPTIMIZER_REGISTRY.get(cfg.SOLVER.OPTIMIZER)(get_param_groups(model, cfg.SOLVER), cfg.SOLVER)
 

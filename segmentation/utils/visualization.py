@@ -36,3 +36,65 @@ def save_panels(path, panels):
             p = np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0)))
         row += [p, gap]
     Image.fromarray(np.concatenate(row[:-1], axis=1)).save(path)
+
+
+def flow_to_color(offset, max_norm=None):
+    """uint8 [H, W, 3] colouring of (y, x) offsets: hue = direction, brightness = length (relative to max_norm)."""
+    import cv2
+    off = np.asarray(offset, dtype=np.float32)
+    norm = np.sqrt(off[0] ** 2 + off[1] ** 2)
+    max_norm = max(float(norm.max()) if max_norm is None else max_norm, 1e-6)
+    hue = ((np.arctan2(off[0], off[1]) + np.pi) / (2 * np.pi) * 179).astype(np.uint8)
+    hsv = np.stack([hue, np.full_like(hue, 255), np.clip(norm / max_norm * 255, 0, 255).astype(np.uint8)], -1)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def heatmap_to_color(heat):
+    """uint8 [H, W, 3] of a [H, W] map in [0, 1] through a perceptual colour map."""
+    import cv2
+    heat = np.clip(np.asarray(heat, dtype=np.float32), 0, 1)
+    return cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)[..., ::-1].copy()
+
+
+def colorize_variable(name, value, metadata, cfg):
+    """uint8 [H, W, 3] picture of the first image of an OM variable, chosen by its name and shape."""
+    import torch
+    v = value[0] if isinstance(value, torch.Tensor) and value.dim() >= 3 else value
+    v = v.detach().float().cpu() if isinstance(v, torch.Tensor) else v
+    if name == "image":
+        return denormalize(v, cfg.DATASET.MEAN, cfg.DATASET.STD)
+    if name.startswith("offset") or name == "votes_pred":
+        return flow_to_color(v.numpy())
+    if name.startswith("center"):
+        return heatmap_to_color(v.reshape(v.shape[-2:]).numpy())
+    if name.startswith("panoptic") or name == "instance_truth":
+        return colorize_panoptic(v.long().numpy(), metadata)
+    if name.startswith("semantic"):
+        if v.dim() == 3:  # logits or probabilities
+            v = v.argmax(0)
+        return colorize_semantic(v.long().numpy(), metadata)
+    arr = v.reshape(v.shape[-2:]).numpy()
+    span = float(arr.max() - arr.min()) or 1.0
+    return heatmap_to_color((arr - arr.min()) / span)
+
+
+def om_variable_grid(cfg, out, batch, metadata):
+    """One row of DEBUG.OM_VARIABLES pictures for the first image of a batch: through the OM when the model has one,
+    else through a Panoptic-DeepLab OM built over the output dict (so that every variable can be drawn)."""
+    import torch
+
+    from ..model.output_math import OutputMath, compose
+    om = out
+    if not isinstance(out, OutputMath):
+        raw = {f"{k}_pred": v.detach() for k, v in out.items() if isinstance(v, torch.Tensor) and v.dim() == 4}
+        raw["image"] = batch["image"]
+        raw["panoptic_truth"] = batch["panoptic"]
+        om = compose("panoptic-deeplab")(raw, config=cfg, metadata=metadata)
+    panels = []
+    with torch.no_grad():
+        for name in cfg.DEBUG.OM_VARIABLES:
+            value = batch["image"] if name == "image" else om[name]
+            panels.append(colorize_variable(name, value, metadata, cfg))
+    h = max(p.shape[0] for p in panels)
+    return np.concatenate([np.pad(p, ((0, h - p.shape[0]), (0, 4), (0, 0)), constant_values=255) for p in panels],
+                          axis=1)

@@ -73,7 +73,7 @@ def test_om_training_matches_the_conventional_losses(synthetic_cfg, tmp_path):
         synthetic_cfg.DATASET.PAN_ONLY = om
         trainer = Trainer(synthetic_cfg)
         trainer.train()
-        logs[om] = {k: v for k, v in trainer.last_logged.items()}
+        logs[om] = trainer.history[-1][1]
     for key in ("semantic_loss", "center_loss", "offset_loss", "loss"):
         assert logs[True][key] == pytest.approx(logs[False][key], rel=1e-5), key
 

@@ -63,7 +63,7 @@ def test_every_scheduler_is_positive_and_non_increasing_after_warmup(name):
 def test_unknown_optimizer_and_warmup_are_errors():
     cfg = get_default_config()
     cfg.SOLVER.OPTIMIZER = "lamb"
-    with pytest.raises(KeyError, match="adam, sgd"):
+    with pytest.raises(KeyError, match="adam, adamw, sgd"):
         build_optimizer(cfg, _model())
     cfg.SOLVER.OPTIMIZER = "sgd"
     cfg.SOLVER.WARMUP_METHOD = "cubic"

@@ -54,13 +54,10 @@ class PanopticDataset(Dataset):
     def load(self, index):
         raise NotImplementedError
 
-    def _rng(self, index):
-        if not self.is_train:
-            return np.random.default_rng([self.seed, index])
-        # fresh entropy per call in training, reproducible when the worker's numpy RNG is seeded
-        return np.random.default_rng(np.random.randint(0, 2 ** 31, size=2).tolist() + [index])
-
-    def __getitem__(self, index):
+    def __getitem__(self, item):
+        """``item`` is an index, or (index, stream position) from the TrainingSampler: the augmentation randomness
+        is keyed on (seed, position), so it does not depend on workers, processes or interruptions."""
+        index, position = item if isinstance(item, tuple) else (item, item)
         raw = self.load(index)
         image, pan = raw["image"], raw["panoptic"]
         if image.shape[:2] != pan.shape:
@@ -69,7 +66,7 @@ class PanopticDataset(Dataset):
                                f"{pan.shape[0]} (width x height).")
         pan = pan.astype(np.int32, copy=False)
         if self.is_train and self.transforms is not None:
-            image, pan = self.transforms(image, pan, self._rng(index))
+            image, pan = self.transforms(image, pan, np.random.default_rng([self.seed, position]))
         out = {
             "image": normalize(to_tensor(image), self.mean, self.std),
             "panoptic": encode_panoptic(pan, raw["segments"], self.metadata),

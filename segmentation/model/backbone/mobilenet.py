@@ -6,7 +6,7 @@ stride 16, layer_18 320 ch stride 32, layer_19 1280 ch stride 32 (before dilatio
 """
 import torch.nn as nn
 
-from .build import BACKBONE_REGISTRY, OUTPUT_STRIDES, check_dilation
+from .build import BACKBONE_REGISTRY, OUTPUT_STRIDES, FeatureBackbone, check_dilation
 
 _URL = "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth"
 
@@ -32,7 +32,7 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(FeatureBackbone, nn.Module):
     # (expand ratio t, channels c, repeats n, stride s), torchvision's width-1.0 setting
     SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
                (6, 320, 1, 1)]
@@ -73,12 +73,8 @@ class MobileNetV2(nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x):
-        out = {}
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            out[f"layer_{i + 1}"] = x
-        return out
+    def stages(self):
+        return [(f"layer_{i + 1}", layer) for i, layer in enumerate(self.features)]
 
 
 @BACKBONE_REGISTRY.register("mobilenet_v2")

@@ -1,7 +1,7 @@
 """ResNet-18/34/50/101 with torchvision parameter names; stride replaced by dilation for output stride 8/16/32."""
 import torch.nn as nn
 
-from .build import BACKBONE_REGISTRY, OUTPUT_STRIDES, check_dilation
+from .build import BACKBONE_REGISTRY, OUTPUT_STRIDES, FeatureBackbone, check_dilation
 
 _URLS = {
     "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
@@ -52,7 +52,23 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(nn.Module):
+class _Stem(nn.Module):
+    """conv1 + bn1 + relu of a ResNet, as a view on the parent's modules (registers no parameter of its own)."""
+
+    def __init__(self, resnet):
+        super().__init__()
+        self.__dict__["_resnet"] = resnet  # not a submodule: parameter names stay torchvision's
+
+    def parameters(self, recurse=True):
+        r = self._resnet
+        return iter([*r.conv1.parameters(), *r.bn1.parameters()])
+
+    def forward(self, x):
+        r = self._resnet
+        return r.relu(r.bn1(r.conv1(x)))
+
+
+class ResNet(FeatureBackbone, nn.Module):
     """ResNet returning ``stem`` (stride 2) and ``res2``..``res5``; keeps ``fc`` so checkpoints load strictly."""
 
     def __init__(self, block, layers, replace_stride_with_dilation=(False, False, False), num_classes=1000):
@@ -94,18 +110,9 @@ class ResNet(nn.Module):
         layers += [block(self.inplanes, planes, dilation=self.dilation) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def forward(self, x):
-        out = {}
-        x = self.relu(self.bn1(self.conv1(x)))
-        out["stem"] = x
-        x = self.layer1(self.maxpool(x))
-        out["res2"] = x
-        x = self.layer2(x)
-        out["res3"] = x
-        x = self.layer3(x)
-        out["res4"] = x
-        out["res5"] = self.layer4(x)
-        return out
+    def stages(self):
+        return [("stem", _Stem(self)), ("res2", nn.Sequential(self.maxpool, self.layer1)), ("res3", self.layer2),
+                ("res4", self.layer3), ("res5", self.layer4)]
 
 
 _SPECS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),

@@ -23,15 +23,15 @@ class ASPPPooling(nn.Module):
 
 
 class ASPP(nn.Module):
-    """1x1 conv, three atrous 3x3 convs and image pooling, concatenated and projected (+ dropout 0.5)."""
+    """1x1 conv, three atrous 3x3 convs and image pooling, concatenated and projected (+ dropout)."""
 
-    def __init__(self, cin, cout, atrous_rates):
+    def __init__(self, cin, cout, atrous_rates, dropout=0.5):
         super().__init__()
         branches = [basic_conv(cin, cout, 1)]
         branches += [basic_conv(cin, cout, 3, padding=r, dilation=r) for r in atrous_rates]
         branches.append(ASPPPooling(cin, cout))
         self.convs = nn.ModuleList(branches)
-        self.project = nn.Sequential(basic_conv(len(branches) * cout, cout, 1), nn.Dropout(0.5))
+        self.project = nn.Sequential(basic_conv(len(branches) * cout, cout, 1), nn.Dropout(dropout))
 
     def forward(self, x):
         return self.project(torch.cat([b(x) for b in self.convs], dim=1))

@@ -16,10 +16,10 @@ class SinglePanopticDeepLabDecoder(nn.Module):
     """
 
     def __init__(self, in_channels, feature_key, low_level_channels, low_level_key, low_level_channels_project,
-                 decoder_channels, atrous_rates, aspp_channels=None):
+                 decoder_channels, atrous_rates, aspp_channels=None, aspp_dropout=0.5):
         super().__init__()
         aspp_channels = aspp_channels or decoder_channels
-        self.aspp = ASPP(in_channels, aspp_channels, atrous_rates)
+        self.aspp = ASPP(in_channels, aspp_channels, atrous_rates, aspp_dropout)
         self.feature_key = feature_key
         self.low_level_key = list(low_level_key)
         if not len(low_level_channels) == len(low_level_key) == len(low_level_channels_project):
@@ -61,7 +61,7 @@ class PanopticDeepLabDecoder(nn.Module):
         d, p = cfg.MODEL.DECODER, cfg.MODEL.PANOPTIC_DEEPLAB
         self.semantic_decoder = SinglePanopticDeepLabDecoder(
             d.IN_CHANNELS, d.FEATURE_KEY, p.LOW_LEVEL_CHANNELS, p.LOW_LEVEL_KEY, p.LOW_LEVEL_CHANNELS_PROJECT,
-            d.DECODER_CHANNELS, d.ATROUS_RATES)
+            d.DECODER_CHANNELS, d.ATROUS_RATES, aspp_dropout=d.ASPP_DROPOUT)
         self.semantic_head = SinglePanopticDeepLabHead(d.DECODER_CHANNELS, d.DECODER_CHANNELS, [num_classes],
                                                        ["semantic"])
         self.instance_enabled = p.INSTANCE.ENABLE
@@ -69,7 +69,7 @@ class PanopticDeepLabDecoder(nn.Module):
             i = p.INSTANCE
             self.instance_decoder = SinglePanopticDeepLabDecoder(
                 d.IN_CHANNELS, d.FEATURE_KEY, p.LOW_LEVEL_CHANNELS, p.LOW_LEVEL_KEY, i.LOW_LEVEL_CHANNELS_PROJECT,
-                i.DECODER_CHANNELS, d.ATROUS_RATES, aspp_channels=i.ASPP_CHANNELS)
+                i.DECODER_CHANNELS, d.ATROUS_RATES, aspp_channels=i.ASPP_CHANNELS, aspp_dropout=d.ASPP_DROPOUT)
             self.instance_head = SinglePanopticDeepLabHead(i.DECODER_CHANNELS, i.HEAD_CHANNELS, i.NUM_CLASSES,
                                                            i.CLASS_KEY)
 
@@ -87,7 +87,7 @@ class DeepLabV3Decoder(nn.Module):
         super().__init__()
         d = cfg.MODEL.DECODER
         self.feature_key = d.FEATURE_KEY
-        self.aspp = ASPP(d.IN_CHANNELS, d.DECODER_CHANNELS, d.ATROUS_RATES)
+        self.aspp = ASPP(d.IN_CHANNELS, d.DECODER_CHANNELS, d.ATROUS_RATES, d.ASPP_DROPOUT)
         self.conv = basic_conv(d.DECODER_CHANNELS, d.DECODER_CHANNELS, 3, padding=1)
         self.classifier = nn.Conv2d(d.DECODER_CHANNELS, num_classes, 1)
 
@@ -103,7 +103,7 @@ class DeepLabV3PlusDecoder(nn.Module):
         d, p = cfg.MODEL.DECODER, cfg.MODEL.DEEPLABV3PLUS
         self.decoder = SinglePanopticDeepLabDecoder(d.IN_CHANNELS, d.FEATURE_KEY, [p.LOW_LEVEL_CHANNELS],
                                                     [p.LOW_LEVEL_KEY], [p.LOW_LEVEL_CHANNELS_PROJECT],
-                                                    d.DECODER_CHANNELS, d.ATROUS_RATES)
+                                                    d.DECODER_CHANNELS, d.ATROUS_RATES, aspp_dropout=d.ASPP_DROPOUT)
         self.classifier = nn.Conv2d(d.DECODER_CHANNELS, num_classes, 1)
 
     def forward(self, features):

@@ -1,6 +1,7 @@
 """Meta-architectures: backbone + decoder + losses; forward returns a plain dict of tensors."""
 from collections import OrderedDict
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -36,7 +37,9 @@ class SegmentationModel(nn.Module):
         outputs = self.decoder(self.backbone(images))
         outputs = self.upsample(outputs, images.shape[-2:])
         if targets is not None:
-            outputs.update(self.losses(outputs, targets))
+            # losses in float32 even under autocast (mixed precision covers the network only)
+            with torch.autocast(images.device.type, enabled=False):
+                outputs.update(self.losses({k: v.float() for k, v in outputs.items()}, targets))
         return outputs
 
     @staticmethod

@@ -31,7 +31,7 @@ class OutputMathModel(nn.Module):
     def forward(self, images, batch=None):
         h, w = images.shape[-2:]
         outputs = self.net(images if self.training else pad_to_divisible(images))
-        raw = {f"{k}_pred": v[..., :h, :w] for k, v in outputs.items()}
+        raw = {f"{k}_pred": v[..., :h, :w].float() for k, v in outputs.items()}  # the OM computes in float32
         raw["image"] = images
         for key, value in (batch or {}).items():
             if key != "image" and isinstance(value, torch.Tensor):

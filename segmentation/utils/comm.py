@@ -1,0 +1,54 @@
+"""Process-group helpers: single-process by default, torchrun's environment when present."""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed():
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_world_size():
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def get_rank():
+    return dist.get_rank() if is_distributed() else 0
+
+
+def is_main_process():
+    return get_rank() == 0
+
+
+def init_distributed(device_type):
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); NCCL for CUDA,
+    gloo for CPU. Without those variables it does nothing: plain ``python tools/train_net.py`` is one process.
+
+    Returns (rank, world size, local rank).
+    """
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
+        return 0, 1, 0
+    if not is_distributed():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def all_reduce_sum(array):
+    """Sum a numpy array (or tensor) over all processes, in place for arrays; returns the summed value."""
+    if not is_distributed():
+        return array
+    tensor = torch.as_tensor(array).clone()
+    dist.all_reduce(tensor)
+    if hasattr(array, "shape") and not isinstance(array, torch.Tensor):
+        array[...] = tensor.numpy()
+        return array
+    return tensor
+
+
+def barrier():
+    if is_distributed():
+        dist.barrier()
