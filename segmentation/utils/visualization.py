@@ -19,6 +19,13 @@ def colorize_panoptic(panoptic, metadata):
     return np.clip(color + jitter, 0, 255).astype(np.uint8)
 
 
+def colorize_instances(ids):
+    """uint8 [H, W, 3]: a fixed pseudo-random colour per positive id, black for 0 and negative ids."""
+    ids = np.asarray(ids).astype(np.int64)
+    rgb = np.stack([(ids * 97 + 53) % 200, (ids * 157 + 101) % 200, (ids * 211 + 29) % 200], -1) + 55
+    return np.where(ids[..., None] > 0, rgb, 0).astype(np.uint8)
+
+
 def denormalize(image, mean, std):
     """uint8 [H, W, 3] from a normalised float tensor [3, H, W]."""
     img = image.detach().cpu().float().numpy().transpose(1, 2, 0)
@@ -59,16 +66,23 @@ def heatmap_to_color(heat):
 def colorize_variable(name, value, metadata, cfg):
     """uint8 [H, W, 3] picture of the first image of an OM variable, chosen by its name and shape."""
     import torch
-    v = value[0] if isinstance(value, torch.Tensor) and value.dim() >= 3 else value
+    if not isinstance(value, torch.Tensor) or value.dim() < 3:
+        raise ValueError(f"OM variable '{name}' is not a per-pixel map (got {type(value).__name__}); only maps "
+                         f"[N, H, W] or [N, C, H, W] can be drawn.")
+    v = value[0]
     v = v.detach().float().cpu() if isinstance(v, torch.Tensor) else v
     if name == "image":
         return denormalize(v, cfg.DATASET.MEAN, cfg.DATASET.STD)
+    if v.dtype == torch.bool:
+        v = v.float()
     if name.startswith("offset") or name == "votes_pred":
         return flow_to_color(v.numpy())
     if name.startswith("center"):
         return heatmap_to_color(v.reshape(v.shape[-2:]).numpy())
-    if name.startswith("panoptic") or name == "instance_truth":
+    if name.startswith("panoptic"):
         return colorize_panoptic(v.long().numpy(), metadata)
+    if name.startswith("instance") or name == "closest_truth_centroid":
+        return colorize_instances(v.long().numpy())
     if name.startswith("semantic"):
         if v.dim() == 3:  # logits or probabilities
             v = v.argmax(0)

@@ -69,3 +69,22 @@ def test_unknown_optimizer_and_warmup_are_errors():
     cfg.SOLVER.WARMUP_METHOD = "cubic"
     with pytest.raises(ValueError, match="linear"):
         build_lr_scheduler(cfg, build_optimizer(cfg, _model()))
+
+
+@pytest.mark.parametrize("clip_type", ["value", "norm"])
+def test_gradient_clipping(clip_type):
+    from segmentation.solver import clip_gradients
+    cfg = get_default_config()
+    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = clip_type
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.5
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.tensor([3.0, -4.0, 0.1, 0.0])
+    clip_gradients(cfg, [p])
+    if clip_type == "value":
+        assert p.grad.tolist() == pytest.approx([0.5, -0.5, 0.1, 0.0])
+    else:  # per parameter, L2 norm 5.0 scaled to 0.5
+        assert p.grad.norm().item() == pytest.approx(0.5, rel=1e-4)
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "both"
+    with pytest.raises(ValueError, match="value, norm"):
+        clip_gradients(cfg, [p])

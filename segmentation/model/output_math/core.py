@@ -284,6 +284,8 @@ class OutputMath:
         is recomputed if something unforeseen asks for it again).
         """
         keys = [(n, ()) if isinstance(n, str) else (n[0], tuple(n[1:])) for n in names]
+        for n, _ in keys:
+            self._method(n)  # unknown names: KeyError listing the variables
         state = self._om
         if not state.release:
             return [self._method(n)(*a) for n, a in keys]

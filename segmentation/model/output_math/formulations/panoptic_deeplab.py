@@ -143,14 +143,13 @@ class PanDLGroundTruth(PanopticVariables):
 
     def offset_truth(self):
         """[N, 2, H, W] float32: (y, x) vector in pixels from each thing pixel to its segment's centroid, 0 on
-        other pixels (float32 arithmetic: within 6.2e-5 px of the float64 original below 1024 px)."""
+        other pixels (computed in the centroids' precision, float64 by default: the original's values bit for bit)."""
         idx = self.segment_index_truth().reshape(-1)
-        coords = self.pixel_coordinates()
-        table = self.centroids_truth().reshape(-1, 2).to(coords.dtype).T.contiguous()
+        table = self.centroids_truth().reshape(-1, 2).T.contiguous()
         things = self.thing_mask_truth()
         off = table.index_select(1, idx).view(2, *things.shape)  # channel-major: one gather, viewed at the end
-        off.sub_(coords[:, None]).masked_fill_(~things, 0)
-        return off.transpose(0, 1)
+        off.sub_(self.pixel_coordinates().to(table.dtype)[:, None])
+        return off.to(torch.float32).masked_fill_(~things, 0).transpose(0, 1)
 
     def semantic_weights(self):
         """[N, H, W] float32: semantic-loss weight, DATASET.SMALL_INSTANCE_WEIGHT on thing segments smaller than
