@@ -211,7 +211,7 @@ def add_test_config(cfg):
     cfg.TEST.INSTANCE_FOLDER = "instance"  # sub-folder of OUTPUT_DIR for instance predictions
     cfg.TEST.PANOPTIC_FOLDER = "panoptic"  # sub-folder of OUTPUT_DIR for panoptic predictions
     cfg.TEST.FOREGROUND_FOLDER = "foreground"  # sub-folder of OUTPUT_DIR for foreground predictions
-    cfg.TEST.EVAL_INSTANCE = False  # also evaluate instance AP (not available yet: raises)
+    cfg.TEST.EVAL_INSTANCE = False  # also evaluate mask AP/AP50 (coco_panoptic: instances_{split}2017.json)
     cfg.TEST.EVAL_PANOPTIC = True  # evaluate PQ/SQ/RQ (the original defaults to False)
     cfg.TEST.EVAL_FOREGROUND = False  # original key; foreground evaluation is not implemented (raises)
     cfg.TEST.MODEL_FILE = ""  # checkpoint to evaluate; empty: MODEL.WEIGHTS, then OUTPUT_DIR/final_state.pth
@@ -225,7 +225,8 @@ def add_test_config(cfg):
     cfg.TEST.ORACLE_FOREGROUND = False  # original key; not implemented (raises)
     cfg.TEST.ORACLE_CENTER = False  # replace the centre heatmap by the ground truth
     cfg.TEST.ORACLE_OFFSET = False  # replace the offsets by the ground truth
-    cfg.TEST.INSTANCE_SCORE_TYPE = "semantic"  # instance score for AP: semantic, instance, both
+    cfg.TEST.INSTANCE_SCORE_TYPE = "semantic"  # instance score for AP: semantic (mean class probability over the
+    # mask), instance (centre heatmap at the mask centroid), both (their product)
 
 
 def add_post_processing_config(cfg):

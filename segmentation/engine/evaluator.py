@@ -7,6 +7,7 @@ import time
 import torch
 
 from ..evaluation import PanopticEvaluator, SemanticEvaluator
+from ..evaluation.coco_instance import CocoInstanceEvaluator, instance_predictions
 from ..model.output_math.wrapper import OutputMathModel, pad_to_divisible
 from ..model.post_processing import get_panoptic_segmentation, get_semantic_segmentation
 from ..utils import comm
@@ -19,7 +20,7 @@ def check_test_config(cfg):
     t = cfg.TEST
     unsupported = [("TEST.TEST_TIME_AUGMENTATION", t.TEST_TIME_AUGMENTATION), ("TEST.FLIP_TEST", t.FLIP_TEST),
                    ("TEST.SCALE_LIST", tuple(t.SCALE_LIST) not in ((1,), (1.0,))),
-                   ("TEST.EVAL_INSTANCE", t.EVAL_INSTANCE), ("TEST.EVAL_FOREGROUND", t.EVAL_FOREGROUND),
+                   ("TEST.EVAL_FOREGROUND", t.EVAL_FOREGROUND),
                    ("TEST.ORACLE_FOREGROUND", t.ORACLE_FOREGROUND)]
     bad = [k for k, v in unsupported if v]
     if bad:
@@ -41,6 +42,8 @@ def format_metrics_table(metrics):
             rows.append(f"| {name:6s} | {metrics['PQ' + suffix]:5.1f} | {metrics['SQ' + suffix]:5.1f} | "
                         f"{metrics['RQ' + suffix]:5.1f} |")
     lines = rows if "PQ" in metrics else []
+    if "AP" in metrics:
+        lines.append(f"mask AP {metrics['AP']:.1f}  AP50 {metrics['AP50']:.1f}")
     lines.append(f"mIoU {metrics['mIoU']:.1f}  fwIoU {metrics['fwIoU']:.1f}  mACC {metrics['mACC']:.1f}  "
                  f"pACC {metrics['pACC']:.1f}   (all in percent)")
     return "\n".join(lines)
@@ -66,8 +69,9 @@ def _sync(device):
 
 
 @torch.no_grad()
-def _decode_conventional(cfg, model, images, batch, metadata, panoptic):
-    """(semantic ids [1, H, W], panoptic ids [1, H, W], network s, post-processing s) with the pure functions."""
+def _decode_conventional(cfg, model, images, batch, metadata, panoptic, scores):
+    """(semantic ids [1, H, W], panoptic ids [1, H, W], network s, post-processing s, scoring maps) with the pure
+    functions; the scoring maps (class probabilities, centre heatmap) only when ``scores``."""
     device = images.device
     t0 = time.perf_counter()
     out = predict(model, images)
@@ -75,7 +79,7 @@ def _decode_conventional(cfg, model, images, batch, metadata, panoptic):
     t1 = time.perf_counter()
     sem_ids = batch["semantic"].to(device) if cfg.TEST.ORACLE_SEMANTIC else get_semantic_segmentation(out["semantic"])
     if not panoptic:
-        return sem_ids, sem_ids * metadata.label_divisor, t1 - t0, time.perf_counter() - t1
+        return sem_ids, sem_ids * metadata.label_divisor, t1 - t0, time.perf_counter() - t1, None
     pp = cfg.POST_PROCESSING
     center = batch["center"].to(device) if cfg.TEST.ORACLE_CENTER else out["center"]
     offset = batch["offset"].to(device) if cfg.TEST.ORACLE_OFFSET else out["offset"]
@@ -84,11 +88,12 @@ def _decode_conventional(cfg, model, images, batch, metadata, panoptic):
         stuff_area=pp.STUFF_AREA, void_label=metadata.void_label, threshold=pp.CENTER_THRESHOLD,
         nms_kernel=pp.NMS_KERNEL, top_k=pp.TOP_K_INSTANCE)
     _sync(device)
-    return sem_ids, pan, t1 - t0, time.perf_counter() - t1
+    aux = {"semantic_prob": torch.softmax(out["semantic"], 1), "center": center} if scores else None
+    return sem_ids, pan, t1 - t0, time.perf_counter() - t1, aux
 
 
 @torch.no_grad()
-def _decode_om(cfg, model, images, batch, metadata, panoptic):
+def _decode_om(cfg, model, images, batch, metadata, panoptic, scores):
     """Same as ``_decode_conventional`` through the OM (``panoptic_pred``), with the release policy of OM.RELEASE."""
     device = images.device
     t0 = time.perf_counter()
@@ -97,10 +102,27 @@ def _decode_om(cfg, model, images, batch, metadata, panoptic):
     t1 = time.perf_counter()
     if not panoptic:
         (sem_ids,) = om.request("semantic_pred")
-        return sem_ids, sem_ids * metadata.label_divisor, t1 - t0, time.perf_counter() - t1
-    sem_ids, pan = om.request("semantic_pred", "panoptic_pred")
+        return sem_ids, sem_ids * metadata.label_divisor, t1 - t0, time.perf_counter() - t1, None
+    names = ("semantic_pred", "panoptic_pred") + (("semantic_prob_pred", "center_pred") if scores else ())
+    values = om.request(*names)
     _sync(device)
-    return sem_ids, pan, t1 - t0, time.perf_counter() - t1
+    aux = {"semantic_prob": values[2], "center": values[3]} if scores else None
+    return values[0], values[1], t1 - t0, time.perf_counter() - t1, aux
+
+
+def _instance_evaluator(cfg, metadata, panoptic):
+    if not cfg.TEST.EVAL_INSTANCE:
+        return None
+    from ..data.datasets import DATASET_REGISTRY
+    path = DATASET_REGISTRY.get(cfg.DATASET.DATASET).instances_json(cfg, cfg.DATASET.TEST_SPLIT)
+    if path is None or not panoptic:
+        raise NotImplementedError(f"TEST.EVAL_INSTANCE: mask AP needs a panoptic model and a COCO instances JSON; "
+                                  f"dataset '{cfg.DATASET.DATASET}' has none (available: coco_panoptic).")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"TEST.EVAL_INSTANCE needs '{path}' (datasets/README.md).")
+    if comm.get_world_size() > 1:
+        raise NotImplementedError("TEST.EVAL_INSTANCE is single-process: run tools/test_net.py without torchrun.")
+    return CocoInstanceEvaluator(path, metadata)
 
 
 def evaluate(cfg, model, loader, metadata, device, output_dir=None):
@@ -111,6 +133,7 @@ def evaluate(cfg, model, loader, metadata, device, output_dir=None):
     panoptic = cfg.MODEL.META_ARCHITECTURE == "panoptic_deeplab" and cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE
     panoptic = panoptic and cfg.TEST.EVAL_PANOPTIC
     decode = _decode_om if isinstance(model, OutputMathModel) else _decode_conventional
+    instance_eval = _instance_evaluator(cfg, metadata, panoptic)
     sem_eval = SemanticEvaluator(metadata.num_classes, metadata.ignore_label, list(metadata.class_names))
     pan_eval = PanopticEvaluator(metadata)
     vis_dir = os.path.join(output_dir, "vis") if output_dir and comm.is_main_process() else None
@@ -121,11 +144,16 @@ def evaluate(cfg, model, loader, metadata, device, output_dir=None):
     t_start = time.perf_counter()
     for i, batch in enumerate(loader):
         gt_pan = batch["panoptic"][0]
-        sem_ids, pan, dt_net, dt_post = decode(cfg, model, batch["image"].to(device), batch, metadata, panoptic)
+        sem_ids, pan, dt_net, dt_post, aux = decode(cfg, model, batch["image"].to(device), batch, metadata, panoptic,
+                                                    instance_eval is not None)
         t_net, t_post = t_net + dt_net, t_post + dt_post
         sem_eval.update(sem_ids[0].cpu(), gt_pan // metadata.label_divisor)
         if panoptic:
             pan_eval.update(pan[0].cpu(), gt_pan)
+        if instance_eval is not None:
+            instance_eval.update(int(batch["file_name"][0]), instance_predictions(
+                pan[0].cpu(), aux["semantic_prob"][0].cpu(), aux["center"][0, 0].cpu(), metadata,
+                cfg.TEST.INSTANCE_SCORE_TYPE))
         _save_panel(cfg, vis_dir, i, batch, gt_pan, pan, metadata)
         _log_progress(i, total, t_net, t_post, t_start)
     # with several processes each saw its shard: sum the statistics
@@ -136,6 +164,8 @@ def evaluate(cfg, model, loader, metadata, device, output_dir=None):
     metrics = sem_eval.evaluate()
     if panoptic:
         metrics.update(pan_eval.evaluate())
+    if instance_eval is not None:
+        metrics.update(instance_eval.evaluate())
     metrics["time_network_s"] = t_net / max(total, 1)
     metrics["time_post_processing_s"] = t_post / max(total, 1)
     logger.info("Results on %s (%d images):\n%s", cfg.DATASET.TEST_SPLIT, n_images, format_metrics_table(metrics))

@@ -39,6 +39,11 @@ class PanopticDataset(Dataset):
         """The dataset's metadata without building it (reads at most a small annotation file)."""
         return cls.metadata
 
+    @classmethod
+    def instances_json(cls, cfg, split):
+        """Path of the COCO instances JSON used for mask AP (TEST.EVAL_INSTANCE), or None if the dataset has none."""
+        return None
+
     def __init__(self, split, is_train=False, transforms=None, target_generator=None, mean=(0.485, 0.456, 0.406),
                  std=(0.229, 0.224, 0.225), pan_only=False, semantic_only=False, seed=0):
         self.split = split

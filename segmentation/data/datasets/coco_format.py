@@ -188,6 +188,10 @@ class CocoPanoptic(CocoPanopticFormat):
         return metadata_from_categories("coco_panoptic", data["categories"], cls.LABEL_DIVISOR)[0]
 
     @classmethod
+    def instances_json(cls, cfg, split):
+        return os.path.join(cfg.DATASET.ROOT, "annotations", f"instances_{split}2017.json")
+
+    @classmethod
     def from_config(cls, cfg, split, **kw):
         json_file, png_dir, image_dir = cls.paths(cfg, split)
         return cls(split, json_file, png_dir, image_dir, resize=_resize_from_config(cfg.DATASET), **kw)

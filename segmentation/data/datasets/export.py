@@ -100,8 +100,33 @@ def write_coco_panoptic(json_file, png_dir, image_dir, n=3, seed=0, size=(64, 96
     return written
 
 
-def write_coco(root, split="val2017", **kw):
-    """The COCO 2017 layout under ``root``: annotations/panoptic_{split}.json + folder, {split}/ images."""
-    return write_coco_panoptic(os.path.join(root, "annotations", f"panoptic_{split}.json"),
-                               os.path.join(root, "annotations", f"panoptic_{split}"), os.path.join(root, split),
-                               image_ext=".jpg", **kw)
+def write_coco_instances(json_file, written, size):
+    """The COCO instances JSON (RLE masks of the thing segments, crowd flagged) of scenes from write_coco_panoptic."""
+    from pycocotools import mask as mask_util
+    m = SYNTHETIC_METADATA
+    annotations = []
+    for i, (_, (_, seg_map, segs)) in enumerate(written):
+        for s in segs:
+            if s["category_id"] not in m.thing_ids:
+                continue
+            rle = mask_util.encode(np.asfortranarray((seg_map == s["id"]).astype(np.uint8)))
+            bbox = [float(v) for v in mask_util.toBbox(rle)]
+            rle["counts"] = rle["counts"].decode("ascii")
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "iscrowd": s["iscrowd"],
+                                "category_id": COCO_CATEGORY_IDS[s["category_id"]], "segmentation": rle,
+                                "area": float(mask_util.area(rle)), "bbox": bbox})
+    images = [{"id": i + 1, "file_name": f"{stem}.jpg", "height": size[0], "width": size[1]}
+              for i, (stem, _) in enumerate(written)]
+    categories = [c for c in coco_categories() if c["isthing"]]
+    with open(json_file, "w") as f:
+        json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+
+
+def write_coco(root, split="val2017", size=(64, 96), **kw):
+    """The COCO 2017 layout under ``root``: annotations/panoptic_{split}.json + folder, {split}/ images and
+    annotations/instances_{split}.json."""
+    written = write_coco_panoptic(os.path.join(root, "annotations", f"panoptic_{split}.json"),
+                                  os.path.join(root, "annotations", f"panoptic_{split}"), os.path.join(root, split),
+                                  image_ext=".jpg", size=size, **kw)
+    write_coco_instances(os.path.join(root, "annotations", f"instances_{split}.json"), written, size)
+    return written
