@@ -16,8 +16,13 @@ from ..utils.visualization import colorize_panoptic, denormalize, save_panels
 
 logger = logging.getLogger("segmentation")
 
+
 def check_test_config(cfg):
     t = cfg.TEST
+    oracles = [k for k in ("ORACLE_SEMANTIC", "ORACLE_CENTER", "ORACLE_OFFSET") if getattr(t, k)]
+    if cfg.OM.NAME and oracles:
+        raise ValueError(f"TEST.{', TEST.'.join(oracles)} apply to the conventional path; with OM.NAME use the OM "
+                         f"mixins oracle-semantics, oracle-centers, oracle-offsets in OM.MIXINS.")
     unsupported = [("TEST.TEST_TIME_AUGMENTATION", t.TEST_TIME_AUGMENTATION), ("TEST.FLIP_TEST", t.FLIP_TEST),
                    ("TEST.SCALE_LIST", tuple(t.SCALE_LIST) not in ((1,), (1.0,))),
                    ("TEST.EVAL_FOREGROUND", t.EVAL_FOREGROUND),

@@ -58,6 +58,14 @@ def test_oracles_score_near_the_ceiling(synthetic_cfg, path):
     assert metrics["PQ"] >= 95 and metrics["mIoU"] == pytest.approx(100)
 
 
+def test_test_oracle_flags_with_the_om_point_at_the_mixins(synthetic_cfg):
+    synthetic_cfg.OM.NAME, synthetic_cfg.DATASET.PAN_ONLY = "panoptic-deeplab", True
+    synthetic_cfg.TEST.ORACLE_CENTER = True
+    trainer = Trainer(synthetic_cfg)
+    with pytest.raises(ValueError, match="oracle-centers"):
+        evaluate(synthetic_cfg, trainer.model, build_test_loader(synthetic_cfg), SYNTHETIC_METADATA, trainer.device)
+
+
 def test_om_training_matches_the_conventional_losses(synthetic_cfg, tmp_path):
     """Same seed and config: the OM path with PAN_ONLY logs the same losses as the conventional path."""
     logs = {}
