@@ -35,7 +35,8 @@ def add_model_config(cfg):
 
     cfg.MODEL.BACKBONE = CN()
     cfg.MODEL.BACKBONE.META = "resnet"  # backbone family: resnet, mobilenet_v2
-    cfg.MODEL.BACKBONE.NAME = "resnet50"  # registry name, e.g. resnet18/34/50/101, mobilenet_v2
+    cfg.MODEL.BACKBONE.NAME = "resnet50"  # registry name: resnet18/34/50/101, resnext50_32x4d, resnext101_32x8d,
+    # wide_resnet50_2, wide_resnet101_2, mobilenet_v2
     # Replace the stride of (res3, res4, res5) by dilation: output stride = 32 / 2**(number of True).
     # Valid: (F, F, F) = OS32, (F, F, T) = OS16, (F, T, T) = OS8. MobileNetV2 maps them to its stride-8/16/32 stages.
     cfg.MODEL.BACKBONE.DILATION = (False, False, True)
