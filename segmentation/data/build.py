@@ -9,7 +9,8 @@ from .datasets.base import configured_metadata
 
 
 def get_metadata(cfg):
-    """The DatasetMetadata of DATASET.DATASET, with DATASET.LABEL_DIVISOR applied (no file is read)."""
+    """The DatasetMetadata of DATASET.DATASET with DATASET.LABEL_DIVISOR applied; no image is read (JSON-defined
+    datasets read their categories from the annotation file)."""
     from .datasets import cityscapes, coco_format, synthetic  # noqa: F401  (registration)
     return configured_metadata(DATASET_REGISTRY.get(cfg.DATASET.DATASET).metadata_from_config(cfg), cfg)
 
