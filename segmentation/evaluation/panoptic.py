@@ -7,6 +7,8 @@ the crowd region of their class are not false positives.
 """
 import numpy as np
 
+from ..data.datasets.coco_format import rgb2id  # noqa: F401  (re-exported: the inverse of id2rgb)
+
 
 class PanopticEvaluator:
     def __init__(self, metadata):
@@ -95,12 +97,6 @@ def id2rgb(ids):
     """uint8 [H, W, 3] COCO-panoptic colour encoding of segment ids (id = R + 256 G + 256^2 B)."""
     ids = np.asarray(ids, dtype=np.int64)
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
-
-
-def rgb2id(rgb):
-    """Segment ids [H, W] (int64) from a COCO-panoptic colour-encoded array [H, W, 3]."""
-    rgb = np.asarray(rgb, dtype=np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
 
 
 def to_coco_panoptic(panoptic, metadata, category_ids=None):

@@ -16,7 +16,7 @@ from .base import DatasetError, PanopticDataset, read_image, register_dataset, r
 
 def rgb2id(rgb):
     """Segment ids [H, W] (int32) from a COCO-panoptic colour-encoded array [H, W, 3]."""
-    rgb = rgb.astype(np.int32)
+    rgb = np.asarray(rgb).astype(np.int32)
     return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
 
 
