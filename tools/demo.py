@@ -27,7 +27,7 @@ from segmentation.engine import resolve_device
 from segmentation.engine.trainer import FINAL_NAME
 from segmentation.model import build_model
 from segmentation.model.output_math import compose
-from segmentation.model.output_math.wrapper import OutputMathModel, pad_to_divisible
+from segmentation.model.output_math.wrapper import OutputMathModel
 from segmentation.utils.checkpoint import load_checkpoint, model_state
 from segmentation.utils.visualization import (
     colorize_instances,
@@ -67,17 +67,11 @@ def iter_inputs(paths):
             raise FileNotFoundError(f"Input '{path}' is neither an image, a folder nor a video file.")
 
 
-def predict_om(cfg, model, metadata, image, device):
-    """The OM instance of one RGB uint8 image (the OM wrapper's, or a Panoptic-DeepLab OM over the outputs)."""
+def predict_om(cfg, model, image, device):
+    """The OM instance of one RGB uint8 image (``model`` is an OutputMathModel in evaluation mode)."""
     x = normalize(to_tensor(image), cfg.DATASET.MEAN, cfg.DATASET.STD)[None].to(device)
     with torch.no_grad():
-        if isinstance(model, OutputMathModel):
-            return model(x)
-        h, w = x.shape[-2:]
-        out = model(pad_to_divisible(x))
-        raw = {f"{k}_pred": v[..., :h, :w].float() for k, v in out.items()}
-        raw["image"] = x
-        return compose("panoptic-deeplab")(raw, config=cfg, metadata=metadata, release=cfg.OM.RELEASE)
+        return model(x)
 
 
 def _save(path, rgb, image=None, alpha=0.5):
@@ -110,11 +104,13 @@ def main(argv=None):
     metadata = get_metadata(cfg)
     model = build_model(cfg)
     model.load_state_dict(model_state(load_checkpoint(path)))
+    if not isinstance(model, OutputMathModel):  # the conventional network, read through the base formulation
+        model = OutputMathModel(model, compose("panoptic-deeplab"), cfg, metadata)
     model.to(device).eval()
     panoptic = cfg.MODEL.META_ARCHITECTURE == "panoptic_deeplab" and cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE
     count = 0
     for name, image in iter_inputs(args.input):
-        om = predict_om(cfg, model, metadata, image, device)
+        om = predict_om(cfg, model, image, device)
         wanted = ["semantic_pred"] + (["panoptic_pred", "instance_pred"] if panoptic else []) + list(args.dump)
         with torch.no_grad():
             values = dict(zip(wanted, om.request(*wanted)))

@@ -36,11 +36,6 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _image_size(path):
-    with Image.open(path) as im:
-        return im.size, im.mode
-
-
 def check_dataset(dataset, deep=True, max_errors=None):
     """Check a CocoPanopticFormat dataset; other datasets (generated ones) are reported as fine."""
     report = CheckReport()
@@ -69,9 +64,9 @@ def check_dataset(dataset, deep=True, max_errors=None):
         if not deep or not os.path.isfile(ann_file) or not os.path.isfile(image_file):
             continue
         try:
-            image_size, _ = _image_size(image_file)
             with Image.open(image_file) as im:
                 im.load()
+                image_size = im.size
         except Exception as e:  # noqa: BLE001 - any decoding failure is a finding, not a crash
             errors.append(f"{image_file}: image cannot be read ({e})")
             image_size = None

@@ -154,6 +154,7 @@ class Trainer:
         self._stop_signal = None
         self._writer = None
         self._tensorboard_on = cfg.DEBUG.TENSORBOARD
+        self._keep_outputs = False  # set for the iterations whose outputs go to the TensorBoard image grid
         if cfg.TRAIN.RESUME:
             self.resume()
 
@@ -232,7 +233,9 @@ class Trainer:
                 self.scaler.scale(logged["loss"] / self.accumulate).backward()
             for k, v in logged.items():
                 totals[k] = totals.get(k, 0.0) + v.detach() / self.accumulate
-        self._last_out, self._last_batch = out, batch
+        self._last_batch = batch
+        # the outputs (and their OM cache) outlive the step only when the image grid will draw them
+        self._last_out = out if self._keep_outputs else None
         return totals, data_time
 
     def train(self):
@@ -259,6 +262,8 @@ class Trainer:
             for it in range(self.start_iter, max_iter):
                 t0 = time.perf_counter()
                 self.optimizer.zero_grad(set_to_none=True)
+                self._keep_outputs = (cfg.DEBUG.DEBUG and self._tensorboard_on
+                                      and (it + 1) % cfg.DEBUG.DEBUG_FREQ == 0)
                 losses, dt = self.train_step(loader)
                 bad = [k for k, v in losses.items() if not torch.isfinite(v)]
                 if bad:  # checked before the step: the saved state is the last good one
@@ -287,8 +292,9 @@ class Trainer:
                                 format_seconds(eta))
                     self._log_scalars(done, avg, data_time / n, step_time / n)
                     sums, data_time, step_time, n = {}, 0.0, 0.0, 0
-                if cfg.DEBUG.DEBUG and self._tensorboard_on and done % cfg.DEBUG.DEBUG_FREQ == 0:
+                if self._keep_outputs:
                     self._log_images(done)
+                    self._last_out = None
                 if cfg.CKPT_FREQ > 0 and done % cfg.CKPT_FREQ == 0 and done < max_iter:
                     self.save(done)
                 if self._stop_signal:

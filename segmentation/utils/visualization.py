@@ -98,12 +98,10 @@ def om_variable_grid(cfg, out, batch, metadata):
     import torch
 
     from ..model.output_math import OutputMath, compose
+    from ..model.output_math.wrapper import raw_batch
     om = out
     if not isinstance(out, OutputMath):
-        raw = {f"{k}_pred": v.detach() for k, v in out.items() if isinstance(v, torch.Tensor) and v.dim() == 4}
-        raw["image"] = batch["image"]
-        raw["panoptic_truth"] = batch["panoptic"]
-        om = compose("panoptic-deeplab")(raw, config=cfg, metadata=metadata)
+        om = compose("panoptic-deeplab")(raw_batch(out, batch["image"], batch), config=cfg, metadata=metadata)
     panels = []
     with torch.no_grad():
         for name in cfg.DEBUG.OM_VARIABLES:

@@ -13,7 +13,7 @@ LOSS_REGISTRY = Registry(
 )
 
 
-def _safe_div(num, den):
+def safe_div(num, den):
     """num / den, or num (which is then 0) where den is 0; no host synchronisation."""
     return num / torch.where(den > 0, den, torch.ones_like(den))
 
@@ -31,7 +31,7 @@ class RegularCE(nn.Module):
         if weights is not None:
             pixel = pixel * weights
         valid = (labels != self.ignore_label).sum().to(pixel.dtype)
-        return _safe_div(pixel.sum(), valid)
+        return safe_div(pixel.sum(), valid)
 
 
 @LOSS_REGISTRY.register("ohem")
@@ -60,7 +60,7 @@ class OhemCE(nn.Module):
             kth_index = torch.minimum(torch.as_tensor(self.min_kept, device=prob.device), n_valid - 1).clamp(min=0)
             kth = sorted_prob[kth_index]
             keep = mask & (prob < torch.clamp(kth, min=self.threshold))
-        return _safe_div((pixel * keep).sum(), keep.sum().to(pixel.dtype))
+        return safe_div((pixel * keep).sum(), keep.sum().to(pixel.dtype))
 
 
 @LOSS_REGISTRY.register("hard_pixel_mining")
@@ -97,7 +97,7 @@ class WeightedMSE(nn.Module):
         if weights is None:
             return loss.mean()
         w = weights.reshape(weights.shape[0], 1, *weights.shape[-2:]).expand_as(loss)
-        return _safe_div((loss * w).sum(), w.sum())
+        return safe_div((loss * w).sum(), w.sum())
 
 
 @LOSS_REGISTRY.register("l1")
@@ -112,7 +112,7 @@ class WeightedL1(nn.Module):
         if weights is None:
             return loss.mean()
         w = weights.reshape(weights.shape[0], 1, *weights.shape[-2:]).expand_as(loss)
-        return _safe_div((loss * w).sum(), w.sum())
+        return safe_div((loss * w).sum(), w.sum())
 
 
 def build_loss(group_cfg, ignore_label=255):

@@ -63,25 +63,24 @@ def tensor_bytes(value):
 class _Spec:
     """What the wrapper needs to build a cache key quickly."""
 
-    __slots__ = ("name", "signature", "n_pos", "defaults", "n_required", "var_args", "condition")
+    __slots__ = ("signature", "positional", "n_pos", "defaults", "n_required", "condition")
 
-    def __init__(self, name, fn, condition):
+    def __init__(self, fn, condition):
         sig = inspect.signature(fn)
         params = list(sig.parameters.values())[1:]  # drop self
         pos = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        self.name = name
         self.signature = sig
+        self.positional = frozenset(p.name for p in pos)
         self.n_pos = len(pos)
         self.defaults = tuple(p.default for p in pos)
         self.n_required = sum(p.default is p.empty for p in pos)
-        self.var_args = any(p.kind == p.VAR_POSITIONAL for p in params)
         self.condition = condition
 
 
 def _cached(fn, name):
     """Wrap ``fn`` so that its results are memoized in the instance's cache (see module docstring)."""
     condition = getattr(fn, _NO_CACHE, None)
-    spec = _Spec(name, fn, condition if callable(condition) else None)
+    spec = _Spec(fn, condition if callable(condition) else None)
 
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
@@ -92,8 +91,7 @@ def _cached(fn, name):
             except TypeError:
                 return fn(self, *args, **kwargs)  # let the method raise its own error
             bound.apply_defaults()
-            positional = set(list(spec.signature.parameters)[1:spec.n_pos + 1])
-            if any(k not in positional for k in kwargs) or (spec.condition and spec.condition(bound)):
+            if any(k not in spec.positional for k in kwargs) or (spec.condition and spec.condition(bound)):
                 return state.compute(self, fn, None, args, kwargs)
             args = bound.args[1:]
             kwargs = {}
@@ -131,7 +129,7 @@ class _State:
         self.release = False
         self.consumers = None  # name -> remaining consumer count, while a release-policy request runs
         self.keep = frozenset()  # names never released during the current request
-        self.graph = None  # StaticGraph used by the release policy
+        self.graph = None  # DataflowGraph used by the release policy
         self.finished = set()  # variable names whose inputs were already accounted for
 
     def hit(self, key):
@@ -304,8 +302,7 @@ class OutputMath:
             values = [self._method(n)(*a) for n, a in keys]
         finally:
             state.consumers = None
-            requested = set(keys)
-            for k in [k for k in state.cache if (k[0], k[1:]) not in requested and k[0] not in state.keep]:
+            for k in [k for k in state.cache if k[0] not in state.keep]:  # only the requested variables stay
                 del state.cache[k]
             state.keep = frozenset()
         return values
@@ -316,6 +313,7 @@ class OutputMath:
         state = dict(self.__dict__)
         om_state = state.pop("_om")
         state["__om_cache__"] = dict(om_state.cache)
+        state["__om_release__"] = om_state.release
         if build is not None:
             from .build import _rebuild_instance
             return _rebuild_instance, (build, state)
@@ -323,9 +321,11 @@ class OutputMath:
 
     def __setstate__(self, state):
         cache = state.pop("__om_cache__", {})
+        release = state.pop("__om_release__", False)
         self.__dict__.update(state)
         self._om = _State()
         self._om.cache.update(cache)
+        self._om.release = release
 
 
 def _restore_instance(cls, state):

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import textwrap
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .core import OutputMath
 
@@ -291,7 +291,7 @@ def recorded_graph(om):
     keys = set()
     edges = set()
     for consumer, dep in om.recorded_edges():
-        if consumer[0] == dep[0] and consumer == dep:
+        if consumer == dep:
             continue
         keys |= {consumer, dep}
         edges.add((_label(consumer), _label(dep)))
@@ -301,11 +301,7 @@ def recorded_graph(om):
     for key in keys:
         base = static.nodes.get(key[0])
         label = _label(key)
-        if base is None:
-            nodes[label] = Node(label, node_kind(key[0]))
-        else:
-            nodes[label] = Node(label, base.kind, base.defined_in, base.overridden_by, base.signature, base.doc,
-                                base.docs_by_class)
+        nodes[label] = Node(label, node_kind(key[0])) if base is None else replace(base, name=label)
     return DataflowGraph(nodes, edges, title=f"{type(om).__name__} (recorded)", mixin_names=static.mixin_names)
 
 

@@ -13,6 +13,19 @@ def pad_to_divisible(images, divisor=SIZE_DIVISIBILITY):
     return F.pad(images, (0, pw, 0, ph)) if ph or pw else images
 
 
+def raw_batch(outputs, images, batch=None):
+    """The raw batch an OM is built from: ``<output>_pred`` for every map of the network outputs (cropped to the
+    image size, float32: the OM computes in float32), ``<key>_truth`` for every tensor of ``batch`` and ``image``."""
+    h, w = images.shape[-2:]
+    raw = {f"{k}_pred": v[..., :h, :w].float() for k, v in outputs.items()
+           if isinstance(v, torch.Tensor) and v.dim() == 4}
+    raw["image"] = images
+    for key, value in (batch or {}).items():
+        if key != "image" and isinstance(value, torch.Tensor):
+            raw[f"{key}_truth"] = value.to(images.device, non_blocking=True)
+    return raw
+
+
 class OutputMathModel(nn.Module):
     """``forward(images, batch=None)`` runs the network and returns an instance of ``om_class`` whose raw batch
     holds ``<output>_pred`` for every network output, ``<key>_truth`` for every tensor of ``batch`` (e.g.
@@ -29,15 +42,10 @@ class OutputMathModel(nn.Module):
         self.loss_modules = {name: getattr(net, f"{name}_criterion") for name, *_ in net.loss_terms}
 
     def forward(self, images, batch=None):
-        h, w = images.shape[-2:]
         outputs = self.net(images if self.training else pad_to_divisible(images))
-        raw = {f"{k}_pred": v[..., :h, :w].float() for k, v in outputs.items()}  # the OM computes in float32
-        raw["image"] = images
-        for key, value in (batch or {}).items():
-            if key != "image" and isinstance(value, torch.Tensor):
-                raw[f"{key}_truth"] = value.to(images.device, non_blocking=True)
-        return self.om_class(raw, config=self.cfg, metadata=self.metadata, device=images.device,
-                             losses=self.loss_modules, release=not self.training and self.cfg.OM.RELEASE)
+        return self.om_class(raw_batch(outputs, images, batch), config=self.cfg, metadata=self.metadata,
+                             device=images.device, losses=self.loss_modules,
+                             release=not self.training and self.cfg.OM.RELEASE)
 
     def state_dict(self, *args, **kwargs):
         return self.net.state_dict(*args, **kwargs)

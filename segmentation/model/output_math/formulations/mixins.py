@@ -3,6 +3,7 @@ oracle studies of the paper's Figure 4)."""
 import torch
 import torch.nn.functional as F
 
+from ...loss.criterion import safe_div
 from ..build import register_om
 from ..core import OutputMath
 
@@ -66,8 +67,7 @@ class PushPull(OutputMath):
         distance) to each pixel's vote; -1 in images without instances. Chunked over pixels: memory bounded."""
         seg = self.thing_segments_truth()  # [N, K]
         seg = torch.where((seg >= 0) & (seg % self.metadata.label_divisor != 0), seg, -1)  # drop crowd
-        cen = self.centroids_truth().detach().gather(1, seg.clamp(min=0)[..., None].expand(-1, -1, 2))
-        cen = cen.to(torch.float32)
+        cen = self.instance_centroids_truth().detach().to(torch.float32)
         votes = self.votes_pred().detach().flatten(2)  # [N, 2, HW]
         n, k, hw = seg.shape[0], seg.shape[1], votes.shape[-1]
         out = torch.empty(n, hw, dtype=torch.long, device=votes.device)
@@ -92,7 +92,7 @@ class PushPull(OutputMath):
         votes = self.votes_pred()
         gap = ((votes - own.to(votes.dtype)).abs() - (votes - near.to(votes.dtype)).abs()).sum(1)
         w = self.offset_weights()
-        return (gap * w).sum() / torch.where(w.sum() > 0, 2 * w.sum(), torch.ones_like(w.sum()))
+        return safe_div((gap * w).sum(), 2 * w.sum())
 
     def offset_loss(self):
         """Scalar: the offset loss plus OM.PUSH_PULL.WEIGHT * push_pull_loss."""

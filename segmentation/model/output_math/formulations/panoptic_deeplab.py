@@ -52,7 +52,7 @@ class PanopticVariables(OutputMath):
     def semantic_truth(self):
         """[N, H, W] long: semantic train ids, ignore_label on void (and on crowd with IGNORE_CROWD_IN_SEMANTIC)."""
         sem = self.class_truth()
-        if self.config is not None and self.config.DATASET.IGNORE_CROWD_IN_SEMANTIC:
+        if self.config.DATASET.IGNORE_CROWD_IN_SEMANTIC:
             sem = torch.where(self.crowd_mask_truth(), self.metadata.ignore_label, sem)
         return sem
 
@@ -127,19 +127,23 @@ class PanDLGroundTruth(PanopticVariables):
         if present.device.type == "cpu":  # reading the count costs no synchronisation on the CPU
             k = max(1, int(present.sum(1).max()))
         else:
-            k = min(self.config.OM.MAX_INSTANCES if self.config is not None else 256, present.shape[1])
+            k = min(self.config.OM.MAX_INSTANCES, present.shape[1])
             torch._assert_async(present.sum(1).max() <= k, "More thing segments in an image than OM.MAX_INSTANCES.")
         score, ids = torch.topk(present.to(torch.uint8), k, dim=1)
         return torch.where(score > 0, ids, -1)
 
+    def instance_centroids_truth(self):
+        """[N, K, 2] float: (y, x) centroid of each segment of thing_segments_truth (rows of padding: arbitrary)."""
+        seg = self.thing_segments_truth()
+        return self.centroids_truth().gather(1, seg.clamp(min=0)[..., None].expand(-1, -1, 2))
+
     def center_truth(self):
         """[N, 1, H, W] float32: max of Gaussians (std DATASET.GAUSSIAN_SIGMA px, 6*sigma+3 window) placed at the
         truncated centroid of every thing segment."""
-        seg = self.thing_segments_truth()
-        cen = self.centroids_truth().gather(1, seg.clamp(min=0)[..., None].expand(-1, -1, 2))
+        cen = self.instance_centroids_truth()
         h, w = self.panoptic_truth().shape[-2:]
-        sigma = self.config.DATASET.GAUSSIAN_SIGMA if self.config is not None else 8
-        return draw_center_heatmap(cen[..., 0], cen[..., 1], h, w, sigma, valid=seg >= 0)
+        return draw_center_heatmap(cen[..., 0], cen[..., 1], h, w, self.config.DATASET.GAUSSIAN_SIGMA,
+                                   valid=self.thing_segments_truth() >= 0)
 
     def offset_truth(self):
         """[N, 2, H, W] float32: (y, x) vector in pixels from each thing pixel to its segment's centroid, 0 on
