@@ -10,8 +10,10 @@ from segmentation.model.post_processing import (
     get_semantic_segmentation,
     group_pixels,
     merge_semantic_and_instance,
+    thing_mask,
 )
-from tests.model.reference_post_processing import reference_panoptic
+from segmentation.model.post_processing.instance_post_processing import _window_max
+from segmentation.model.post_processing.reference import reference_panoptic
 
 THINGS = (4, 5, 6)
 
@@ -90,3 +92,28 @@ def test_no_centres_gives_void_things():
 def test_batch_size_above_one_is_an_error():
     with pytest.raises(ValueError, match="batch size 1"):
         find_instance_center(torch.zeros(2, 1, 4, 4))
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5, 7, 9, 13])
+def test_nms_window_max_equals_max_pooling(kernel):
+    g = torch.Generator().manual_seed(kernel)
+    heat = torch.rand(1, 23, 31, generator=g).round(decimals=1)  # many ties
+    pooled = torch.nn.functional.max_pool2d(heat[None], kernel, 1, (kernel - 1) // 2)[0]
+    assert torch.equal(_window_max(_window_max(heat[0], kernel, 0), kernel, 1), pooled[0])
+    kw = dict(thing_list=THINGS, label_divisor=1000, stuff_area=0, void_label=255000, threshold=0.3,
+              nms_kernel=kernel)
+    logits, _, off = _realistic_outputs(kernel, h=23, w=31)
+    assert torch.equal(get_panoptic_segmentation(logits, heat[None], off, **kw)[1],
+                       reference_panoptic(logits, heat[None], off, top_k=None, **kw)[1])
+
+
+@pytest.mark.parametrize("kernel", [0, 2, 4])
+def test_even_nms_kernel_is_an_error(kernel):
+    with pytest.raises(ValueError, match="POST_PROCESSING.NMS_KERNEL"):
+        find_instance_center(torch.zeros(1, 4, 4), nms_kernel=kernel)
+
+
+def test_thing_mask_is_a_table_lookup():
+    sem = torch.tensor([[0, 4, 9, 5], [6, 3, 255, 4]])
+    assert thing_mask(sem, THINGS).tolist() == [[False, True, False, True], [True, False, False, True]]
+    assert not thing_mask(sem, ()).any()

@@ -49,3 +49,9 @@ def test_main_job_reaches_pq_50(tmp_path):
     assert metrics["PQ"] >= 50
     assert os.path.isfile(os.path.join(out, "config.yaml"))
     assert len(os.listdir(os.path.join(out, "vis"))) >= 1
+
+
+def test_decoding_benchmark_runs_and_reports_identical_maps():
+    r = _run("tools/benchmark_decoding.py", "--height", "96", "--width", "192", "--objects", "8", "--repeat", "1")
+    assert r.returncode == 0, r.stderr
+    assert "total" in r.stdout and r.stdout.count("identical") == 2 and "False" not in r.stdout

@@ -1,5 +1,6 @@
-"""A naive implementation of the original post-processing rules (full K x H x W distances, loops over instances
-and classes), used as an oracle for the vectorized functions."""
+"""The original repository's post-processing rules written plainly (full K x H x W distances, loops over instances
+and classes): the oracle of the vectorized functions in tests and the baseline of tools/benchmark_decoding.py.
+Slow (seconds at 1024x2048) and memory-hungry; never used for decoding."""
 import torch
 import torch.nn.functional as F
 
