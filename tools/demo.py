@@ -23,7 +23,7 @@ from segmentation.config import merge_opts
 from segmentation.data import get_metadata
 from segmentation.data.datasets import read_image
 from segmentation.data.transforms import normalize, to_tensor
-from segmentation.engine import resolve_device
+from segmentation.engine import network_outputs, resolve_device
 from segmentation.engine.trainer import FINAL_NAME
 from segmentation.model import build_model
 from segmentation.model.output_math import compose
@@ -68,10 +68,10 @@ def iter_inputs(paths):
 
 
 def predict_om(cfg, model, image, device):
-    """The OM instance of one RGB uint8 image (``model`` is an OutputMathModel in evaluation mode)."""
+    """The OM instance of one RGB uint8 image (``model`` is an OutputMathModel in evaluation mode), with the
+    test-time augmentation of TEST.FLIP_TEST / TEST.SCALE_LIST."""
     x = normalize(to_tensor(image), cfg.DATASET.MEAN, cfg.DATASET.STD)[None].to(device)
-    with torch.no_grad():
-        return model(x)
+    return model.build(network_outputs(cfg, model.net, x), x)
 
 
 def _save(path, rgb, image=None, alpha=0.5):

@@ -216,9 +216,11 @@ def add_test_config(cfg):
     cfg.TEST.EVAL_PANOPTIC = True  # evaluate PQ/SQ/RQ (the original defaults to False)
     cfg.TEST.EVAL_FOREGROUND = False  # original key; foreground evaluation is not implemented (raises)
     cfg.TEST.MODEL_FILE = ""  # checkpoint to evaluate; empty: MODEL.WEIGHTS, then OUTPUT_DIR/final_state.pth
-    cfg.TEST.TEST_TIME_AUGMENTATION = False  # not available yet: raises
-    cfg.TEST.FLIP_TEST = False  # not available yet: raises
-    cfg.TEST.SCALE_LIST = (1,)  # not available yet: anything but (1,) raises
+    # test-time augmentation (engine/inference.py): on when TEST_TIME_AUGMENTATION, FLIP_TEST or a SCALE_LIST other
+    # than (1,) asks for it; softmax probabilities, centre heatmaps and offsets are averaged, then decoded once
+    cfg.TEST.TEST_TIME_AUGMENTATION = False  # average over SCALE_LIST (and flips with FLIP_TEST)
+    cfg.TEST.FLIP_TEST = False  # also run the horizontally mirrored image (mirrored offsets have x negated)
+    cfg.TEST.SCALE_LIST = (1,)  # input scales, e.g. (0.75, 1.0, 1.25); outputs resized back, offsets rescaled
     cfg.TEST.DEBUG = False  # original key (debug grids at test time); see TEST.NUM_VIS
     cfg.TEST.NUM_VIS = 4  # number of validation images drawn as image | ground truth | prediction PNGs
     cfg.TEST.MAX_IMAGES = -1  # evaluate only the first N images of the split; -1: all

@@ -8,11 +8,12 @@ import torch
 
 from ..evaluation import PanopticEvaluator, SemanticEvaluator
 from ..evaluation.coco_instance import CocoInstanceEvaluator, instance_predictions
-from ..model.output_math.wrapper import OutputMathModel, pad_to_divisible
+from ..model.output_math.wrapper import OutputMathModel
 from ..model.post_processing import get_panoptic_segmentation, get_semantic_segmentation
 from ..utils import comm
 from ..utils.logger import format_seconds
 from ..utils.visualization import colorize_panoptic, denormalize, save_panels
+from .inference import network_outputs
 
 logger = logging.getLogger("segmentation")
 
@@ -23,21 +24,11 @@ def check_test_config(cfg):
     if cfg.OM.NAME and oracles:
         raise ValueError(f"TEST.{', TEST.'.join(oracles)} apply to the conventional path; with OM.NAME use the OM "
                          f"mixins oracle-semantics, oracle-centers, oracle-offsets in OM.MIXINS.")
-    unsupported = [("TEST.TEST_TIME_AUGMENTATION", t.TEST_TIME_AUGMENTATION), ("TEST.FLIP_TEST", t.FLIP_TEST),
-                   ("TEST.SCALE_LIST", tuple(t.SCALE_LIST) not in ((1,), (1.0,))),
-                   ("TEST.EVAL_FOREGROUND", t.EVAL_FOREGROUND),
-                   ("TEST.ORACLE_FOREGROUND", t.ORACLE_FOREGROUND)]
+    unsupported = [("TEST.EVAL_FOREGROUND", t.EVAL_FOREGROUND), ("TEST.ORACLE_FOREGROUND", t.ORACLE_FOREGROUND)]
     bad = [k for k, v in unsupported if v]
     if bad:
-        raise NotImplementedError(f"{', '.join(bad)}: not available in this version; use the defaults.")
-
-
-@torch.no_grad()
-def predict(model, images):
-    """Network outputs at the size of ``images`` (padded internally to a multiple of 32)."""
-    h, w = images.shape[-2:]
-    out = model(pad_to_divisible(images))
-    return {k: v[..., :h, :w] for k, v in out.items()}
+        raise NotImplementedError(f"{', '.join(bad)}: not available in this version (the original's foreground "
+                                  f"head is not part of this repository); use the defaults.")
 
 
 def format_metrics_table(metrics):
@@ -79,7 +70,7 @@ def _decode_conventional(cfg, model, images, batch, metadata, panoptic, scores):
     functions; the scoring maps (class probabilities, centre heatmap) only when ``scores``."""
     device = images.device
     t0 = time.perf_counter()
-    out = predict(model, images)
+    out = network_outputs(cfg, model, images)
     _sync(device)
     t1 = time.perf_counter()
     sem_ids = batch["semantic"].to(device) if cfg.TEST.ORACLE_SEMANTIC else get_semantic_segmentation(out["semantic"])
@@ -102,7 +93,7 @@ def _decode_om(cfg, model, images, batch, metadata, panoptic, scores):
     """Same as ``_decode_conventional`` through the OM (``panoptic_pred``), with the release policy of OM.RELEASE."""
     device = images.device
     t0 = time.perf_counter()
-    om = model(images, {"panoptic": batch["panoptic"]})
+    om = model.build(network_outputs(cfg, model.net, images), images, {"panoptic": batch["panoptic"]})
     _sync(device)
     t1 = time.perf_counter()
     if not panoptic:

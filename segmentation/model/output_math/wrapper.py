@@ -42,7 +42,10 @@ class OutputMathModel(nn.Module):
         self.loss_modules = {name: getattr(net, f"{name}_criterion") for name, *_ in net.loss_terms}
 
     def forward(self, images, batch=None):
-        outputs = self.net(images if self.training else pad_to_divisible(images))
+        return self.build(self.net(images if self.training else pad_to_divisible(images)), images, batch)
+
+    def build(self, outputs, images, batch=None):
+        """The OM instance of network ``outputs`` computed elsewhere (e.g. by test-time augmentation)."""
         return self.om_class(raw_batch(outputs, images, batch), config=self.cfg, metadata=self.metadata,
                              device=images.device, losses=self.loss_modules,
                              release=not self.training and self.cfg.OM.RELEASE)
