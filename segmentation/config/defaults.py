@@ -212,7 +212,10 @@ def add_test_config(cfg):
     cfg.TEST.INSTANCE_FOLDER = "instance"  # sub-folder of OUTPUT_DIR for instance predictions
     cfg.TEST.PANOPTIC_FOLDER = "panoptic"  # sub-folder of OUTPUT_DIR for panoptic predictions
     cfg.TEST.FOREGROUND_FOLDER = "foreground"  # sub-folder of OUTPUT_DIR for foreground predictions
-    cfg.TEST.EVAL_INSTANCE = False  # also evaluate mask AP/AP50 (coco_panoptic: instances_{split}2017.json)
+    cfg.TEST.SAVE_PREDICTIONS = False  # write predictions in the official formats into the three folders above:
+    # eval-id semantic PNGs, COCO-panoptic PNGs + <PANOPTIC_FOLDER>.json, the instance evaluator's files
+    cfg.TEST.EVAL_INSTANCE = False  # also evaluate instance AP/AP50: coco_panoptic (pycocotools on
+    # instances_{split}2017.json), cityscapes / cityscapes_panoptic (cityscapesscripts on gtFine instanceIds PNGs)
     cfg.TEST.EVAL_PANOPTIC = True  # evaluate PQ/SQ/RQ (the original defaults to False)
     cfg.TEST.EVAL_FOREGROUND = False  # original key; foreground evaluation is not implemented (raises)
     cfg.TEST.MODEL_FILE = ""  # checkpoint to evaluate; empty: MODEL.WEIGHTS, then OUTPUT_DIR/final_state.pth

@@ -7,7 +7,9 @@ import time
 import torch
 
 from ..evaluation import PanopticEvaluator, SemanticEvaluator
-from ..evaluation.coco_instance import CocoInstanceEvaluator, instance_predictions
+from ..evaluation.build import build_instance_evaluator
+from ..evaluation.coco_instance import instance_predictions
+from ..evaluation.writers import PredictionWriter
 from ..model.output_math.wrapper import OutputMathModel
 from ..model.post_processing import get_panoptic_segmentation, get_semantic_segmentation
 from ..utils import comm
@@ -106,30 +108,37 @@ def _decode_om(cfg, model, images, batch, metadata, panoptic, scores):
     return values[0], values[1], t1 - t0, time.perf_counter() - t1, aux
 
 
-def _instance_evaluator(cfg, metadata, panoptic):
+def _instance_evaluator(cfg, metadata, panoptic, output_dir):
     if not cfg.TEST.EVAL_INSTANCE:
         return None
-    from ..data.datasets import DATASET_REGISTRY
-    path = DATASET_REGISTRY.get(cfg.DATASET.DATASET).instances_json(cfg, cfg.DATASET.TEST_SPLIT)
-    if path is None or not panoptic:
-        raise NotImplementedError(f"TEST.EVAL_INSTANCE: mask AP needs a panoptic model and a COCO instances JSON; "
-                                  f"dataset '{cfg.DATASET.DATASET}' has none (available: coco_panoptic).")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"TEST.EVAL_INSTANCE needs '{path}' (datasets/README.md).")
+    if not panoptic:
+        raise NotImplementedError("TEST.EVAL_INSTANCE needs a panoptic model (MODEL.META_ARCHITECTURE "
+                                  "panoptic_deeplab with TEST.EVAL_PANOPTIC True).")
     if comm.get_world_size() > 1:
         raise NotImplementedError("TEST.EVAL_INSTANCE is single-process: run tools/test_net.py without torchrun.")
-    return CocoInstanceEvaluator(path, metadata)
+    folder = os.path.join(output_dir, cfg.TEST.INSTANCE_FOLDER) if output_dir and cfg.TEST.SAVE_PREDICTIONS else None
+    return build_instance_evaluator(cfg, metadata, folder)
+
+
+def _prediction_writer(cfg, metadata, output_dir):
+    if not cfg.TEST.SAVE_PREDICTIONS:
+        return None
+    if not output_dir:
+        raise ValueError("TEST.SAVE_PREDICTIONS needs an output folder (OUTPUT_DIR).")
+    return PredictionWriter(output_dir, metadata, cfg.TEST.SEMANTIC_FOLDER, cfg.TEST.PANOPTIC_FOLDER)
 
 
 def evaluate(cfg, model, loader, metadata, device, output_dir=None):
     """Evaluate ``model`` (conventional or OM-wrapped) on ``loader`` (batch 1); returns the metrics dict (percent)
-    and writes metrics.json and visualization panels into ``output_dir``."""
+    and writes metrics.json, visualization panels and, with TEST.SAVE_PREDICTIONS, the predictions in the official
+    formats (``evaluation/writers.py``, and the instance evaluator's files) into ``output_dir``."""
     check_test_config(cfg)
     model.eval()
     panoptic = cfg.MODEL.META_ARCHITECTURE == "panoptic_deeplab" and cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE
     panoptic = panoptic and cfg.TEST.EVAL_PANOPTIC
     decode = _decode_om if isinstance(model, OutputMathModel) else _decode_conventional
-    instance_eval = _instance_evaluator(cfg, metadata, panoptic)
+    instance_eval = _instance_evaluator(cfg, metadata, panoptic, output_dir)
+    writer = _prediction_writer(cfg, metadata, output_dir)
     sem_eval = SemanticEvaluator(metadata.num_classes, metadata.ignore_label, list(metadata.class_names))
     pan_eval = PanopticEvaluator(metadata)
     vis_dir = os.path.join(output_dir, "vis") if output_dir and comm.is_main_process() else None
@@ -146,8 +155,10 @@ def evaluate(cfg, model, loader, metadata, device, output_dir=None):
         sem_eval.update(sem_ids[0].cpu(), gt_pan // metadata.label_divisor)
         if panoptic:
             pan_eval.update(pan[0].cpu(), gt_pan)
+        if writer is not None:
+            writer.write(batch["file_name"][0], sem_ids[0], pan[0] if panoptic else None)
         if instance_eval is not None:
-            instance_eval.update(int(batch["file_name"][0]), instance_predictions(
+            instance_eval.update(batch["file_name"][0], instance_predictions(
                 pan[0].cpu(), aux["semantic_prob"][0].cpu(), aux["center"][0, 0].cpu(), metadata,
                 cfg.TEST.INSTANCE_SCORE_TYPE))
         _save_panel(cfg, vis_dir, i, batch, gt_pan, pan, metadata)
@@ -157,6 +168,10 @@ def evaluate(cfg, model, loader, metadata, device, output_dir=None):
     for array in (pan_eval.tp, pan_eval.fp, pan_eval.fn, pan_eval.iou):
         comm.all_reduce_sum(array)
     n_images = int(comm.all_reduce_sum(torch.tensor(total)))
+    if writer is not None:
+        annotations = [a for part in comm.all_gather_object(writer.annotations) for a in part]
+        if comm.is_main_process():
+            writer.finish(annotations)
     metrics = sem_eval.evaluate()
     if panoptic:
         metrics.update(pan_eval.evaluate())

@@ -1,5 +1,11 @@
-"""Metrics: semantic (confusion matrix) and panoptic quality."""
+"""Metrics (semantic confusion matrix, panoptic quality, instance AP) and official-format prediction writers."""
+from .build import INSTANCE_EVALUATOR_REGISTRY, build_instance_evaluator
+from .cityscapes_instance import CityscapesInstanceEvaluator
+from .coco_instance import CocoInstanceEvaluator, instance_predictions
 from .panoptic import PanopticEvaluator, id2rgb, rgb2id, to_coco_panoptic
 from .semantic import SemanticEvaluator
+from .writers import PredictionWriter
 
-__all__ = ["PanopticEvaluator", "SemanticEvaluator", "id2rgb", "rgb2id", "to_coco_panoptic"]
+__all__ = ["INSTANCE_EVALUATOR_REGISTRY", "CityscapesInstanceEvaluator", "CocoInstanceEvaluator", "PanopticEvaluator",
+           "PredictionWriter", "SemanticEvaluator", "build_instance_evaluator", "id2rgb", "instance_predictions",
+           "rgb2id", "to_coco_panoptic"]

@@ -6,6 +6,8 @@ value at the mask's centre of mass, ``both`` = their product.
 """
 import contextlib
 import io
+import json
+import os
 
 import numpy as np
 import torch
@@ -42,19 +44,24 @@ def instance_predictions(panoptic, semantic_prob, center, metadata, score_type="
 class CocoInstanceEvaluator:
     """Accumulates instance predictions and evaluates them against a COCO instances JSON (``instances_*.json``).
 
-    Category ids are the metadata's ``eval_ids`` (the dataset's own category ids for COCO-format datasets).
+    Category ids are the metadata's ``eval_ids`` (the dataset's own category ids for COCO-format datasets). With
+    ``output_dir``, ``evaluate`` also writes the detections in the official results format
+    (``coco_instances_results.json``, the file COCO's evaluation server takes).
     """
 
-    def __init__(self, instances_json, metadata):
+    def __init__(self, instances_json, metadata, output_dir=None):
         from pycocotools.coco import COCO
         with contextlib.redirect_stdout(io.StringIO()):
             self.coco = COCO(instances_json)
         self.metadata = metadata
+        self.output_dir = output_dir
         self.results = []
         self.image_ids = []
 
     def update(self, image_id, instances):
+        """Add one image (its COCO image id, int or digit string); ``instances``: list of (train id, mask, score)."""
         from pycocotools import mask as mask_util
+        image_id = int(image_id)
         self.image_ids.append(image_id)
         for cls, mask, score in instances:
             rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -65,6 +72,10 @@ class CocoInstanceEvaluator:
     def evaluate(self):
         """Dict with AP and AP50 (percent) of the masks, over the images seen."""
         from pycocotools.cocoeval import COCOeval
+        if self.output_dir:
+            os.makedirs(self.output_dir, exist_ok=True)
+            with open(os.path.join(self.output_dir, "coco_instances_results.json"), "w") as f:
+                json.dump(self.results, f)
         if not self.results:
             return {"AP": 0.0, "AP50": 0.0}
         with contextlib.redirect_stdout(io.StringIO()):

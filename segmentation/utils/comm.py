@@ -52,3 +52,12 @@ def all_reduce_sum(array):
 def barrier():
     if is_distributed():
         dist.barrier()
+
+
+def all_gather_object(obj):
+    """List of ``obj`` from every process, in rank order (``[obj]`` without distribution)."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

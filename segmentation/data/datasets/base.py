@@ -40,8 +40,9 @@ class PanopticDataset(Dataset):
         return cls.metadata
 
     @classmethod
-    def instances_json(cls, cfg, split):
-        """Path of the COCO instances JSON used for mask AP (TEST.EVAL_INSTANCE), or None if the dataset has none."""
+    def instance_ground_truth(cls, cfg, split):
+        """``(format, path)`` of the instance ground truth used for AP (TEST.EVAL_INSTANCE), or None if the dataset
+        has none; ``format`` names an evaluator of ``segmentation.evaluation.INSTANCE_EVALUATOR_REGISTRY``."""
         return None
 
     def __init__(self, split, is_train=False, transforms=None, target_generator=None, mean=(0.485, 0.456, 0.406),

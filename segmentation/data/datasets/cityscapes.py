@@ -33,6 +33,10 @@ def _cityscapes_metadata():
 CITYSCAPES_METADATA = _cityscapes_metadata()
 
 
+def _instance_ground_truth(cls, cfg, split):
+    return "cityscapes", os.path.join(cfg.DATASET.ROOT, "gtFine", split)
+
+
 def _image_path(root, split, image_id):
     city = image_id.split("_")[0]
     return os.path.join(root, "leftImg8bit", split, city, f"{image_id}_leftImg8bit.png")
@@ -57,6 +61,8 @@ class CityscapesSemantic(PanopticDataset):
     @classmethod
     def from_config(cls, cfg, split, **kw):
         return cls(split, cfg.DATASET.ROOT, **kw)
+
+    instance_ground_truth = classmethod(_instance_ground_truth)  # gtFine/{split}/*/*_gtFine_instanceIds.png
 
     def __len__(self):
         return len(self.label_files)
@@ -93,6 +99,8 @@ class CityscapesPanoptic(CocoPanopticFormat):
     @classmethod
     def from_config(cls, cfg, split, **kw):
         return cls(split, cfg.DATASET.ROOT, **kw)
+
+    instance_ground_truth = classmethod(_instance_ground_truth)  # gtFine/{split}/*/*_gtFine_instanceIds.png
 
     def image_path(self, image):
         return _image_path(self.root, self.split, str(image["id"]))

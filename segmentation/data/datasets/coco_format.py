@@ -188,8 +188,8 @@ class CocoPanoptic(CocoPanopticFormat):
         return metadata_from_categories("coco_panoptic", data["categories"], cls.LABEL_DIVISOR)[0]
 
     @classmethod
-    def instances_json(cls, cfg, split):
-        return os.path.join(cfg.DATASET.ROOT, "annotations", f"instances_{split}2017.json")
+    def instance_ground_truth(cls, cfg, split):
+        return "coco", os.path.join(cfg.DATASET.ROOT, "annotations", f"instances_{split}2017.json")
 
     @classmethod
     def from_config(cls, cfg, split, **kw):
