@@ -1,0 +1,58 @@
+"""The network and its decoding as one module of tensors, for deployment without the OM or Python.
+
+``PanopticExportModel`` runs the network on a normalised image [1, 3, H, W] and decodes it with the static-shape
+functions of ``post_processing/static.py``; ``export_model`` writes it as TorchScript (traced) or ONNX. The export
+is for a fixed input size (the example image's), as the original's fixed TEST.CROP_SIZE: export once per size.
+"""
+import warnings
+
+import torch
+import torch.nn as nn
+
+from .output_math.wrapper import pad_to_divisible
+from .post_processing.static import static_panoptic
+
+EXPORT_FORMATS = ("torchscript", "onnx")
+
+
+class PanopticExportModel(nn.Module):
+    """``forward(image [1, 3, H, W])`` -> (panoptic ids long [1, H, W] in the train-id encoding, semantic train ids
+    long [1, H, W]); decoding with POST_PROCESSING.* (TOP_K_INSTANCE bounds the number of centres)."""
+
+    def __init__(self, net, metadata, post_processing):
+        super().__init__()
+        self.net = net
+        table = torch.zeros(metadata.num_classes, dtype=torch.bool)
+        table[list(metadata.thing_ids)] = True
+        self.register_buffer("thing_table", table, persistent=False)
+        pp = post_processing
+        self.label_divisor, self.void_label = metadata.label_divisor, metadata.void_label
+        self.stuff_area, self.threshold, self.nms_kernel = pp.STUFF_AREA, pp.CENTER_THRESHOLD, pp.NMS_KERNEL
+        if not pp.TOP_K_INSTANCE or pp.TOP_K_INSTANCE <= 0:
+            raise ValueError("Export needs POST_PROCESSING.TOP_K_INSTANCE > 0: it bounds the number of centres.")
+        self.max_centers = pp.TOP_K_INSTANCE
+
+    def forward(self, image):
+        h, w = image.shape[-2:]
+        out = self.net(pad_to_divisible(image))
+        logits, heat, offsets = out["semantic"][0, :, :h, :w], out["center"][0, 0, :h, :w], out["offset"][0, :, :h, :w]
+        panoptic = static_panoptic(logits, heat, offsets, self.thing_table, self.label_divisor, self.stuff_area,
+                                   self.void_label, self.threshold, self.nms_kernel, self.max_centers)
+        return panoptic[None], torch.argmax(logits, dim=0)[None]
+
+
+def export_model(model, example, path, fmt):
+    """Write ``model`` (a PanopticExportModel in eval mode) traced on ``example`` [1, 3, H, W] as ``fmt``."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"Unknown export format '{fmt}'; valid: {', '.join(EXPORT_FORMATS)}.")
+    model.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # tracing warns about every Python int taken from a shape: the export is for this input size by design
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=DeprecationWarning)
+        if fmt == "torchscript":
+            torch.jit.trace(model, (example,), check_trace=False).save(path)
+        else:
+            torch.onnx.export(model, (example,), path, input_names=["image"], output_names=["panoptic", "semantic"],
+                              dynamo=True, external_data=False)
+    return path

@@ -1,0 +1,77 @@
+"""Export the network with its decoding: ``python tools/export.py --cfg FILE --format onnx|torchscript
+[--size H W] [--output PATH] [TEST.MODEL_FILE ckpt] [KEY VALUE ...]``.
+
+The exported module takes a normalised image [1, 3, H, W] (DATASET.MEAN / STD) and returns the panoptic map and the
+semantic map [1, H, W] (train ids; panoptic ids = class * DATASET.LABEL_DIVISOR + instance), decoded with the
+static-shape functions of ``segmentation/model/post_processing/static.py`` and POST_PROCESSING.*: deployment needs
+neither this repository's OM nor Python. The input size is fixed at export (--size, default TEST.CROP_SIZE). After
+writing, the tool runs the exported file (onnxruntime for ONNX, if installed) on a test input and reports whether
+its panoptic map equals the eager decoding's.
+"""
+import os
+import sys
+
+import torch
+from _common import parse_config
+
+from segmentation.data import get_metadata
+from segmentation.engine.trainer import FINAL_NAME
+from segmentation.model import build_model
+from segmentation.model.export import EXPORT_FORMATS, PanopticExportModel, export_model
+from segmentation.model.output_math.wrapper import OutputMathModel
+from segmentation.utils.checkpoint import load_checkpoint, model_state
+
+
+def run_exported(path, fmt, image):
+    """(panoptic, semantic) numpy arrays of the exported file on ``image``; None for ONNX without onnxruntime."""
+    if fmt == "torchscript":
+        return tuple(t.numpy() for t in torch.jit.load(path)(image))
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return tuple(session.run(None, {"image": image.numpy()}))
+
+
+def main(argv=None):
+    def extra(parser):
+        parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+        parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), help="input size (TEST.CROP_SIZE)")
+        parser.add_argument("--output", help="file to write (OUTPUT_DIR/panoptic_deeplab.{pt,onnx})")
+    args, cfg = parse_config("Export Panoptic-DeepLab with its decoding.", argv, extra)
+    if cfg.MODEL.META_ARCHITECTURE != "panoptic_deeplab" or not cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE:
+        raise SystemExit("error: export needs MODEL.META_ARCHITECTURE panoptic_deeplab with the instance branch.")
+    path = cfg.TEST.MODEL_FILE or cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, FINAL_NAME)
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: checkpoint '{path}' does not exist; train first or set TEST.MODEL_FILE.")
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS, cfg.MODEL.BACKBONE.PRETRAINED, cfg.MODEL.BACKBONE.WEIGHTS = "", False, ""
+    cfg.freeze()
+    net = build_model(cfg)
+    net.load_state_dict(model_state(load_checkpoint(path)))
+    if isinstance(net, OutputMathModel):  # the OM is a training-time view: export the network itself
+        net = net.net
+    model = PanopticExportModel(net, get_metadata(cfg), cfg.POST_PROCESSING).eval()
+    height, width = args.size or cfg.TEST.CROP_SIZE
+    output = args.output or os.path.join(cfg.OUTPUT_DIR, "panoptic_deeplab." + ("pt" if args.format ==
+                                                                                 "torchscript" else "onnx"))
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    image = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    export_model(model, image, output, args.format)
+    with torch.no_grad():
+        eager = model(image)[0].numpy()
+    exported = run_exported(output, args.format, image)
+    if exported is None:
+        print(f"Wrote {output} ({height}x{width} input); onnxruntime is not installed, so it was not run.")
+    else:
+        same = bool((exported[0] == eager).all())
+        print(f"Wrote {output} ({height}x{width} input); on a test input its panoptic map "
+              f"{'equals' if same else 'DIFFERS from'} the eager decoding's.")
+        if not same:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
