@@ -49,10 +49,14 @@ def add_model_config(cfg):
     cfg.MODEL.DECODER.DECODER_CHANNELS = 256  # channels of the semantic decoder
     cfg.MODEL.DECODER.ATROUS_RATES = (6, 12, 18)  # ASPP dilation rates (use (3, 6, 9) at output stride 32)
     cfg.MODEL.DECODER.ASPP_DROPOUT = 0.5  # dropout after the ASPP projection (the original hard-codes 0.5)
-    cfg.MODEL.DECODER.CONV_TYPE = "depthwise_separable_conv"  # fuse/head conv type (only this one is implemented)
+    # conv types (decoder/conv_module.py CONV_REGISTRY: basic_conv, depthwise_separable_conv). The original
+    # repository: regular atrous convs in ASPP, one 5x5 depthwise-separable conv in every fuse and head (these
+    # defaults); the Panoptic-DeepLab paper: depthwise-separable everywhere (ASPP_CONV_TYPE depthwise_separable_conv)
+    cfg.MODEL.DECODER.CONV_TYPE = "depthwise_separable_conv"  # fuse convs after each upsampling and the heads' conv
     cfg.MODEL.DECODER.CONV_KERNEL = 5  # kernel size of the fuse/head convs
-    cfg.MODEL.DECODER.CONV_PADDING = 2  # padding of the fuse/head convs
-    cfg.MODEL.DECODER.CONV_STACK = 1  # number of fuse convs (the original reads only 1)
+    cfg.MODEL.DECODER.CONV_PADDING = 2  # padding of the fuse/head convs (kernel // 2 keeps the size)
+    cfg.MODEL.DECODER.CONV_STACK = 1  # fuse convs after each upsampling (the heads always have one)
+    cfg.MODEL.DECODER.ASPP_CONV_TYPE = "basic_conv"  # the three atrous ASPP branches
 
     cfg.MODEL.DEEPLABV3PLUS = CN()
     cfg.MODEL.DEEPLABV3PLUS.LOW_LEVEL_CHANNELS = 256  # channels of the low-level backbone feature

@@ -3,6 +3,7 @@ import torch
 
 from segmentation.config import get_default_config
 from segmentation.model import build_model
+from segmentation.model.decoder.conv_module import CONV_REGISTRY
 from segmentation.model.meta_arch import META_ARCH_REGISTRY
 
 
@@ -73,4 +74,28 @@ def test_feature_key_mismatch_names_valid_keys():
 def test_unknown_meta_architecture_lists_valid_names():
     cfg = _cfg("panoptic-deeplab")
     with pytest.raises(KeyError, match="panoptic_deeplab"):
+        build_model(cfg)
+
+
+@pytest.mark.parametrize("name", META_ARCH_REGISTRY.names())
+@pytest.mark.parametrize("conv_type", CONV_REGISTRY.names())
+@pytest.mark.parametrize("aspp_conv_type", CONV_REGISTRY.names())
+def test_decoder_conv_types(name, conv_type, aspp_conv_type):
+    """MODEL.DECODER.CONV_TYPE / ASPP_CONV_TYPE: the original repository's choice (regular ASPP, DS fuse/heads),
+    the paper's (DS everywhere) and regular convs everywhere all build, run and train."""
+    cfg = _cfg(name)
+    cfg.MODEL.DECODER.CONV_TYPE, cfg.MODEL.DECODER.ASPP_CONV_TYPE = conv_type, aspp_conv_type
+    cfg.MODEL.DECODER.CONV_STACK = 2
+    model = build_model(cfg)
+    atrous = model.decoder.modules()
+    grouped = [m for m in atrous if isinstance(m, torch.nn.Conv2d) and m.dilation[0] > 1 and m.groups > 1]
+    assert bool(grouped) == (aspp_conv_type == "depthwise_separable_conv")
+    out = model(torch.randn(2, 3, 64, 96), _targets(2, 64, 96))
+    out["loss"].backward()
+
+
+def test_unknown_conv_type_lists_the_registered_ones():
+    cfg = _cfg("panoptic_deeplab")
+    cfg.MODEL.DECODER.CONV_TYPE = "separable"
+    with pytest.raises(KeyError, match="depthwise_separable_conv"):
         build_model(cfg)

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .conv_module import basic_conv
+from .conv_module import CONV_REGISTRY, basic_conv
 
 
 class ASPPPooling(nn.Module):
@@ -23,12 +23,14 @@ class ASPPPooling(nn.Module):
 
 
 class ASPP(nn.Module):
-    """1x1 conv, three atrous 3x3 convs and image pooling, concatenated and projected (+ dropout)."""
+    """1x1 conv, three atrous 3x3 convs (``conv_type``: regular as in the original repository, or depthwise-separable
+    as in the paper) and image pooling, concatenated and projected (+ dropout)."""
 
-    def __init__(self, cin, cout, atrous_rates, dropout=0.5):
+    def __init__(self, cin, cout, atrous_rates, dropout=0.5, conv_type="basic_conv"):
         super().__init__()
+        atrous = CONV_REGISTRY.get(conv_type)
         branches = [basic_conv(cin, cout, 1)]
-        branches += [basic_conv(cin, cout, 3, padding=r, dilation=r) for r in atrous_rates]
+        branches += [atrous(cin, cout, 3, padding=r, dilation=r) for r in atrous_rates]
         branches.append(ASPPPooling(cin, cout))
         self.convs = nn.ModuleList(branches)
         self.project = nn.Sequential(basic_conv(len(branches) * cout, cout, 1), nn.Dropout(dropout))

@@ -6,20 +6,33 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .aspp import ASPP
-from .conv_module import basic_conv, depthwise_separable_conv
+from .conv_module import basic_conv, conv_stack
+
+# The original repository's decoder convs: regular atrous convs in ASPP, one 5x5 depthwise-separable fuse conv.
+DEFAULT_CONV = {"conv_type": "depthwise_separable_conv", "kernel": 5, "padding": 2, "stack": 1,
+                "aspp_conv_type": "basic_conv"}
+
+
+def conv_options(cfg):
+    """The decoder conv options of MODEL.DECODER (CONV_TYPE, CONV_KERNEL, CONV_PADDING, CONV_STACK, ASPP_CONV_TYPE)."""
+    d = cfg.MODEL.DECODER
+    return {"conv_type": d.CONV_TYPE, "kernel": d.CONV_KERNEL, "padding": d.CONV_PADDING, "stack": d.CONV_STACK,
+            "aspp_conv_type": d.ASPP_CONV_TYPE}
 
 
 class SinglePanopticDeepLabDecoder(nn.Module):
-    """ASPP on ``feature_key``, then for each low-level feature: 1x1 projection, upsample, concat, 5x5 DS fuse conv.
+    """ASPP on ``feature_key``, then for each low-level feature: 1x1 projection, upsample, concat, fuse conv (by
+    default one 5x5 depthwise-separable conv; ``conv`` = dict(conv_type, kernel, padding, stack, aspp_conv_type)).
 
     Output: features at the stride of the last low-level key (stride 4 with res2 / layer_4).
     """
 
     def __init__(self, in_channels, feature_key, low_level_channels, low_level_key, low_level_channels_project,
-                 decoder_channels, atrous_rates, aspp_channels=None, aspp_dropout=0.5):
+                 decoder_channels, atrous_rates, aspp_channels=None, aspp_dropout=0.5, conv=None):
         super().__init__()
+        conv = {**DEFAULT_CONV, **(conv or {})}
         aspp_channels = aspp_channels or decoder_channels
-        self.aspp = ASPP(in_channels, aspp_channels, atrous_rates, aspp_dropout)
+        self.aspp = ASPP(in_channels, aspp_channels, atrous_rates, aspp_dropout, conv["aspp_conv_type"])
         self.feature_key = feature_key
         self.low_level_key = list(low_level_key)
         if not len(low_level_channels) == len(low_level_key) == len(low_level_channels_project):
@@ -29,7 +42,8 @@ class SinglePanopticDeepLabDecoder(nn.Module):
                                                                             low_level_channels_project)])
         fuse_in = [aspp_channels + low_level_channels_project[0]]
         fuse_in += [decoder_channels + p for p in low_level_channels_project[1:]]
-        self.fuse = nn.ModuleList([depthwise_separable_conv(c, decoder_channels) for c in fuse_in])
+        self.fuse = nn.ModuleList([conv_stack(conv["conv_type"], c, decoder_channels, conv["kernel"], conv["padding"],
+                                              conv["stack"]) for c in fuse_in])
 
     def forward(self, features):
         x = self.aspp(features[self.feature_key])
@@ -41,12 +55,14 @@ class SinglePanopticDeepLabDecoder(nn.Module):
 
 
 class SinglePanopticDeepLabHead(nn.Module):
-    """One 5x5 DS conv + 1x1 classifier per output key."""
+    """One fuse conv (default: 5x5 depthwise-separable) + 1x1 classifier per output key."""
 
-    def __init__(self, decoder_channels, head_channels, num_classes, class_key):
+    def __init__(self, decoder_channels, head_channels, num_classes, class_key, conv=None):
         super().__init__()
+        conv = {**DEFAULT_CONV, **(conv or {})}
         self.class_key = list(class_key)
-        self.fuse = nn.ModuleDict({k: depthwise_separable_conv(decoder_channels, head_channels) for k in class_key})
+        self.fuse = nn.ModuleDict({k: conv_stack(conv["conv_type"], decoder_channels, head_channels, conv["kernel"],
+                                                 conv["padding"]) for k in class_key})
         self.classifier = nn.ModuleDict({k: nn.Conv2d(head_channels, n, 1) for k, n in zip(class_key, num_classes)})
 
     def forward(self, x):
@@ -61,17 +77,18 @@ class PanopticDeepLabDecoder(nn.Module):
         d, p = cfg.MODEL.DECODER, cfg.MODEL.PANOPTIC_DEEPLAB
         self.semantic_decoder = SinglePanopticDeepLabDecoder(
             d.IN_CHANNELS, d.FEATURE_KEY, p.LOW_LEVEL_CHANNELS, p.LOW_LEVEL_KEY, p.LOW_LEVEL_CHANNELS_PROJECT,
-            d.DECODER_CHANNELS, d.ATROUS_RATES, aspp_dropout=d.ASPP_DROPOUT)
+            d.DECODER_CHANNELS, d.ATROUS_RATES, aspp_dropout=d.ASPP_DROPOUT, conv=conv_options(cfg))
         self.semantic_head = SinglePanopticDeepLabHead(d.DECODER_CHANNELS, d.DECODER_CHANNELS, [num_classes],
-                                                       ["semantic"])
+                                                       ["semantic"], conv=conv_options(cfg))
         self.instance_enabled = p.INSTANCE.ENABLE
         if self.instance_enabled:
             i = p.INSTANCE
             self.instance_decoder = SinglePanopticDeepLabDecoder(
                 d.IN_CHANNELS, d.FEATURE_KEY, p.LOW_LEVEL_CHANNELS, p.LOW_LEVEL_KEY, i.LOW_LEVEL_CHANNELS_PROJECT,
-                i.DECODER_CHANNELS, d.ATROUS_RATES, aspp_channels=i.ASPP_CHANNELS, aspp_dropout=d.ASPP_DROPOUT)
+                i.DECODER_CHANNELS, d.ATROUS_RATES, aspp_channels=i.ASPP_CHANNELS, aspp_dropout=d.ASPP_DROPOUT,
+                conv=conv_options(cfg))
             self.instance_head = SinglePanopticDeepLabHead(i.DECODER_CHANNELS, i.HEAD_CHANNELS, i.NUM_CLASSES,
-                                                           i.CLASS_KEY)
+                                                           i.CLASS_KEY, conv=conv_options(cfg))
 
     def forward(self, features):
         out = OrderedDict(self.semantic_head(self.semantic_decoder(features)))
@@ -87,7 +104,7 @@ class DeepLabV3Decoder(nn.Module):
         super().__init__()
         d = cfg.MODEL.DECODER
         self.feature_key = d.FEATURE_KEY
-        self.aspp = ASPP(d.IN_CHANNELS, d.DECODER_CHANNELS, d.ATROUS_RATES, d.ASPP_DROPOUT)
+        self.aspp = ASPP(d.IN_CHANNELS, d.DECODER_CHANNELS, d.ATROUS_RATES, d.ASPP_DROPOUT, d.ASPP_CONV_TYPE)
         self.conv = basic_conv(d.DECODER_CHANNELS, d.DECODER_CHANNELS, 3, padding=1)
         self.classifier = nn.Conv2d(d.DECODER_CHANNELS, num_classes, 1)
 
@@ -103,7 +120,8 @@ class DeepLabV3PlusDecoder(nn.Module):
         d, p = cfg.MODEL.DECODER, cfg.MODEL.DEEPLABV3PLUS
         self.decoder = SinglePanopticDeepLabDecoder(d.IN_CHANNELS, d.FEATURE_KEY, [p.LOW_LEVEL_CHANNELS],
                                                     [p.LOW_LEVEL_KEY], [p.LOW_LEVEL_CHANNELS_PROJECT],
-                                                    d.DECODER_CHANNELS, d.ATROUS_RATES, aspp_dropout=d.ASPP_DROPOUT)
+                                                    d.DECODER_CHANNELS, d.ATROUS_RATES, aspp_dropout=d.ASPP_DROPOUT,
+                                                    conv=conv_options(cfg))
         self.classifier = nn.Conv2d(d.DECODER_CHANNELS, num_classes, 1)
 
     def forward(self, features):
