@@ -34,11 +34,13 @@ def add_model_config(cfg):
     cfg.MODEL.BN_MOMENTUM = 0.1  # momentum of every BatchNorm layer
 
     cfg.MODEL.BACKBONE = CN()
-    cfg.MODEL.BACKBONE.META = "resnet"  # backbone family: resnet, mobilenet_v2
+    cfg.MODEL.BACKBONE.META = "resnet"  # family of NAME, checked against it (empty: not checked): resnet,
+    # mobilenet_v2, mnasnet, xception, hrnet
     cfg.MODEL.BACKBONE.NAME = "resnet50"  # registry name: resnet18/34/50/101, resnext50_32x4d, resnext101_32x8d,
-    # wide_resnet50_2, wide_resnet101_2, mobilenet_v2
+    # wide_resnet50_2, wide_resnet101_2, mobilenet_v2, mnasnet0_5/0_75/1_0/1_3, xception65, hrnet18/32/48
     # Replace the stride of (res3, res4, res5) by dilation: output stride = 32 / 2**(number of True).
-    # Valid: (F, F, F) = OS32, (F, F, T) = OS16, (F, T, T) = OS8. MobileNetV2 maps them to its stride-8/16/32 stages.
+    # Valid: (F, F, F) = OS32, (F, F, T) = OS16, (F, T, T) = OS8. MobileNetV2 and MNASNet map them to their
+    # stride-8/16/32 stages, Xception-65 to its entry/exit flows; HRNet accepts only (F, F, F).
     cfg.MODEL.BACKBONE.DILATION = (False, False, True)
     cfg.MODEL.BACKBONE.PRETRAINED = True  # download ImageNet weights through torch.hub (needs internet or a cache)
     cfg.MODEL.BACKBONE.WEIGHTS = ""  # local ImageNet weights file, used when PRETRAINED is False

@@ -55,7 +55,7 @@ def test_om_base_is_a_deprecated_alias():
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(p, ROOT) for p in CONFIGS])
 def test_every_shipped_config_loads_and_builds_its_model(path, tmp_path):
     from segmentation.model import build_model
-    opts = ["MODEL.BACKBONE.PRETRAINED", "False"]
+    opts = ["MODEL.BACKBONE.PRETRAINED", "False", "MODEL.BACKBONE.WEIGHTS", ""]
     if "coco" in path and "om" in os.path.basename(path):  # the OM reads COCO's categories from its JSON file
         from segmentation.data.datasets.export import write_coco
         write_coco(str(tmp_path), "train2017", n=1)

@@ -1,30 +1,75 @@
 import pytest
 import torch
 
-from segmentation.model.backbone import BACKBONE_REGISTRY, OUTPUT_STRIDES, load_backbone_weights
+from segmentation.model.backbone import (
+    BACKBONE_REGISTRY,
+    OUTPUT_STRIDES,
+    load_backbone_weights,
+    supported_dilations,
+)
+
+SUPPORTED = [(name, d) for name in BACKBONE_REGISTRY.names() for d in supported_dilations(name)]
+UNSUPPORTED = [(name, d) for name in BACKBONE_REGISTRY.names() for d in [*OUTPUT_STRIDES, (True, False, False)]
+               if d not in supported_dilations(name)]
+
+# Parameter counts (classifier included) of the published ImageNet models: torchvision's model documentation, the
+# HRNet classification models (21.3 M, 41.2 M, 77.5 M), Xception-65 as the 37.87 M of the feature extractor.
+PUBLISHED_PARAMETERS = {
+    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
+    "resnext50_32x4d": 25_028_904, "resnext101_32x8d": 88_791_336, "wide_resnet50_2": 68_883_240,
+    "wide_resnet101_2": 126_886_696, "mobilenet_v2": 3_504_872, "mnasnet0_75": 3_170_208, "mnasnet1_0": 4_383_312,
+    "mnasnet1_3": 6_282_256, "hrnet18": 21.3e6, "hrnet32": 41.2e6, "hrnet48": 77.5e6}
 
 
-@pytest.mark.parametrize("name", BACKBONE_REGISTRY.names())
-@pytest.mark.parametrize("dilation", list(OUTPUT_STRIDES))
+@pytest.mark.parametrize("name,dilation", SUPPORTED)
 def test_forward_shapes_channels_and_backward(name, dilation):
     model = BACKBONE_REGISTRY.get(name)(name, dilation, 0.1)
     x = torch.randn(2, 3, 64, 64)
     out = model(x)
-    assert model.output_stride == OUTPUT_STRIDES[dilation]
-    assert min(model.strides.values()) == 2 and max(model.strides.values()) == model.output_stride
+    if len(supported_dilations(name)) > 1:
+        assert model.output_stride == OUTPUT_STRIDES[dilation]
+    deepest = list(out)[-1]
+    assert model.strides[deepest] == model.output_stride
     for key, feat in out.items():
         assert feat.shape[1] == model.out_channels[key], key
         assert feat.shape[-1] == 64 // model.strides[key], key
     sum(f.mean() for f in out.values()).backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
-    # every parameter except the (unused) classifier receives a gradient
-    assert all(g is not None for n, g in grads.items() if not n.startswith(("fc.", "classifier.")))
+    # every parameter except the (unused) classification head receives a gradient
+    head = ("fc.", "classifier.", "incre_modules.", "downsamp_modules.", "final_layer.")
+    assert all(g is not None for n, g in grads.items() if not n.startswith(head))
 
 
-@pytest.mark.parametrize("name", BACKBONE_REGISTRY.names())
-def test_invalid_output_stride_is_an_error(name):
+@pytest.mark.parametrize("name,dilation", UNSUPPORTED)
+def test_invalid_output_stride_is_an_error(name, dilation):
     with pytest.raises(ValueError, match="Valid values"):
-        BACKBONE_REGISTRY.get(name)(name, (True, False, False), 0.1)
+        BACKBONE_REGISTRY.get(name)(name, dilation, 0.1)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
+def test_architecture_matches_the_published_parameter_count(name):
+    model = BACKBONE_REGISTRY.get(name)(name, supported_dilations(name)[0], 0.1)
+    count = sum(p.numel() for p in model.parameters())
+    expected = PUBLISHED_PARAMETERS[name]
+    assert count == expected if isinstance(expected, int) else abs(count - expected) < 0.05e6
+
+
+def test_mnasnet_0_5_has_the_published_checkpoints_fixed_stem():
+    """The 0.5 checkpoint predates the width-scaled stem (torchvision patches its model to load it): 32/16
+    stem channels; with the scaled stem the count is torchvision's documented 2,218,512."""
+    from segmentation.model.backbone.mnasnet import MNASNet
+    model = BACKBONE_REGISTRY.get("mnasnet0_5")("mnasnet0_5", (False, False, False), 0.1)
+    assert model.layers[0].out_channels == 32 and model.layers[6].out_channels == 16
+    assert sum(p.numel() for p in MNASNet(0.5).parameters()) == 2_218_512
+
+
+def test_every_feature_key_is_usable_by_the_decoder_configs():
+    """HRNet: res2..res4 are branches, res5 the 15C-channel concatenation at stride 4; Xception: res2/res3 are the
+    entry-flow features before their strided convs (stride 4 and 8 at every output stride)."""
+    h = BACKBONE_REGISTRY.get("hrnet48")("hrnet48", (False, False, False), 0.1)
+    assert h.out_channels == {"res2": 48, "res3": 96, "res4": 192, "res5": 720}
+    x = BACKBONE_REGISTRY.get("xception65")("xception65", (False, True, True), 0.1)
+    assert (x.strides["res2"], x.strides["res3"], x.strides["res5"]) == (4, 8, 8)
 
 
 def test_unknown_backbone_lists_registered_names():
@@ -34,8 +79,8 @@ def test_unknown_backbone_lists_registered_names():
 
 @pytest.mark.parametrize("name", BACKBONE_REGISTRY.names())
 def test_own_state_dict_loads_strictly_and_mismatch_is_named(name):
-    a = BACKBONE_REGISTRY.get(name)(name, (False, False, False), 0.1)
-    b = BACKBONE_REGISTRY.get(name)(name, (False, True, True), 0.1)
+    a = BACKBONE_REGISTRY.get(name)(name, supported_dilations(name)[0], 0.1)
+    b = BACKBONE_REGISTRY.get(name)(name, supported_dilations(name)[-1], 0.1)
     load_backbone_weights(b, a.state_dict(), "test")  # dilation does not change parameter names
     state = a.state_dict()
     key = next(iter(state))
@@ -87,3 +132,18 @@ def test_offline_mobilenet_v2_imagenet_weights_classify_a_photo():
         feat = model(x)["layer_19"].mean((2, 3))
         logits = model.classifier(feat)
     assert logits.argmax().item() == 652  # ImageNet class 652: military uniform
+
+
+def test_meta_must_match_the_family_and_hrnet_explains_its_weights():
+    from segmentation.config import get_default_config
+    from segmentation.model.backbone import build_backbone
+    cfg = get_default_config()
+    cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PRETRAINED = "mnasnet1_0", False
+    with pytest.raises(ValueError, match="META to 'mnasnet'"):
+        build_backbone(cfg)
+    cfg.MODEL.BACKBONE.META = "mnasnet"
+    assert build_backbone(cfg).family == "mnasnet"
+    cfg.MODEL.BACKBONE.META, cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PRETRAINED = "hrnet", "hrnet18", True
+    cfg.MODEL.BACKBONE.DILATION = (False, False, False)
+    with pytest.raises(RuntimeError, match="hrnetv2_w18_imagenet_pretrained.pth.*MODEL.BACKBONE.WEIGHTS"):
+        build_backbone(cfg)

@@ -9,7 +9,9 @@ BACKBONE_REGISTRY = Registry(
     "BACKBONE_REGISTRY",
     contract=("A function (name, dilation, bn_momentum) -> nn.Module whose forward(x) returns a dict of feature "
               "maps and whose ``out_channels`` / ``strides`` attributes map each feature key to its channels and "
-              "stride. Parameter names follow torchvision so its ImageNet checkpoints load with strict=True."),
+              "stride, with the attributes set by finish_backbone (family, weights_url, output_stride = stride of "
+              "the deepest feature); an unsupported dilation raises ValueError listing the valid ones. Parameter "
+              "names follow the public ImageNet checkpoint of the family so that it loads with strict=True."),
     config_key="MODEL.BACKBONE.NAME",
 )
 
@@ -55,13 +57,32 @@ class FeatureBackbone:
         return out
 
 
-def check_dilation(dilation, name):
+def check_dilation(dilation, name, supported=tuple(OUTPUT_STRIDES)):
+    """The dilation pattern as a tuple of bools, or a ValueError listing the ``supported`` ones."""
     key = tuple(bool(d) for d in dilation)
-    if key not in OUTPUT_STRIDES:
-        valid = "; ".join(f"{list(k)} -> OS{v}" for k, v in OUTPUT_STRIDES.items())
+    if key not in supported:
+        valid = "; ".join(f"{list(k)} -> OS{OUTPUT_STRIDES[k]}" if len(supported) > 1 else f"{list(k)}"
+                          for k in supported)
         raise ValueError(f"Backbone '{name}' cannot give output stride with MODEL.BACKBONE.DILATION={list(dilation)}. "
                          f"Valid values: {valid}.")
     return key
+
+
+def supported_dilations(name):
+    """The MODEL.BACKBONE.DILATION patterns backbone ``name`` accepts (a builder may restrict them by setting
+    ``supported_dilations`` on itself; default: every pattern of OUTPUT_STRIDES)."""
+    return tuple(getattr(BACKBONE_REGISTRY.get(name), "supported_dilations", tuple(OUTPUT_STRIDES)))
+
+
+def finish_backbone(model, family, weights_url, output_stride, bn_momentum, weights_help=None):
+    """Set the attributes every registered backbone exposes (``family`` = MODEL.BACKBONE.META, ``weights_url``,
+    ``weights_help`` when there is no URL, ``output_stride``) and the BatchNorm momentum (MODEL.BN_MOMENTUM)."""
+    model.family, model.weights_url, model.weights_help = family, weights_url, weights_help
+    model.output_stride = output_stride
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = bn_momentum
+    return model
 
 
 def _offline_copy(filename):
@@ -106,10 +127,13 @@ def load_backbone_weights(model, state_dict, source):
 
 
 def build_backbone(cfg):
-    from . import mobilenet, resnet  # noqa: F401  (registration)
-
     b = cfg.MODEL.BACKBONE
     model = BACKBONE_REGISTRY.get(b.NAME)(b.NAME, tuple(b.DILATION), cfg.MODEL.BN_MOMENTUM)
+    if b.META and b.META != model.family:
+        raise ValueError(f"MODEL.BACKBONE.META '{b.META}' does not match MODEL.BACKBONE.NAME '{b.NAME}' (family "
+                         f"'{model.family}'); set META to '{model.family}' or leave it empty.")
+    if b.PRETRAINED and model.weights_url is None:
+        raise RuntimeError(f"MODEL.BACKBONE.PRETRAINED: {model.weights_help}")
     if b.PRETRAINED:
         load_backbone_weights(model, load_state_dict_from_url(model.weights_url), model.weights_url)
     elif b.WEIGHTS:

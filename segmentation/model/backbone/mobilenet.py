@@ -6,7 +6,7 @@ stride 16, layer_18 320 ch stride 32, layer_19 1280 ch stride 32 (before dilatio
 """
 import torch.nn as nn
 
-from .build import BACKBONE_REGISTRY, OUTPUT_STRIDES, FeatureBackbone, check_dilation
+from .build import BACKBONE_REGISTRY, OUTPUT_STRIDES, FeatureBackbone, check_dilation, finish_backbone
 
 _URL = "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth"
 
@@ -80,9 +80,4 @@ class MobileNetV2(FeatureBackbone, nn.Module):
 @BACKBONE_REGISTRY.register("mobilenet_v2")
 def _build(name, dilation, bn_momentum):
     model = MobileNetV2(check_dilation(dilation, name))
-    model.weights_url = _URL
-    model.output_stride = OUTPUT_STRIDES[tuple(dilation)]
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = bn_momentum
-    return model
+    return finish_backbone(model, "mobilenet_v2", _URL, OUTPUT_STRIDES[tuple(dilation)], bn_momentum)

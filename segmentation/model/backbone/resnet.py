@@ -2,7 +2,7 @@
 stride replaced by dilation for output stride 8/16/32."""
 import torch.nn as nn
 
-from .build import BACKBONE_REGISTRY, OUTPUT_STRIDES, FeatureBackbone, check_dilation
+from .build import BACKBONE_REGISTRY, OUTPUT_STRIDES, FeatureBackbone, check_dilation, finish_backbone
 
 _URLS = {
     "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
@@ -139,12 +139,7 @@ _SPECS = {"resnet18": (BasicBlock, [2, 2, 2, 2], 1, 64), "resnet34": (BasicBlock
 def _build(name, dilation, bn_momentum):
     block, layers, groups, width = _SPECS[name]
     model = ResNet(block, layers, check_dilation(dilation, name), groups=groups, width_per_group=width)
-    model.weights_url = _URLS[name]
-    model.output_stride = OUTPUT_STRIDES[tuple(dilation)]
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = bn_momentum
-    return model
+    return finish_backbone(model, "resnet", _URLS[name], OUTPUT_STRIDES[tuple(dilation)], bn_momentum)
 
 
 for _name in _SPECS:
