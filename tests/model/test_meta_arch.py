@@ -99,3 +99,27 @@ def test_unknown_conv_type_lists_the_registered_ones():
     cfg.MODEL.DECODER.CONV_TYPE = "separable"
     with pytest.raises(KeyError, match="depthwise_separable_conv"):
         build_model(cfg)
+
+
+# (feature key, its channels, low-level keys and their channels) a Panoptic-DeepLab config uses for each family
+FAMILY_KEYS = {
+    "mobilenet_v2": ("layer_18", 320, ("layer_7", "layer_4"), (32, 24)),
+    "mnasnet1_0": ("layer_14", 320, ("layer_10", "layer_9"), (40, 24)),
+    "xception65": ("res5", 2048, ("res3", "res2"), (728, 256)),
+    "hrnet18": ("res5", 270, ("res3", "res2"), (36, 18)),
+}
+
+
+@pytest.mark.parametrize("backbone", sorted(FAMILY_KEYS))
+def test_panoptic_deeplab_on_every_backbone_family(backbone):
+    cfg = _cfg("panoptic_deeplab", backbone)
+    cfg.MODEL.BACKBONE.META = ""
+    key, channels, low_keys, low_channels = FAMILY_KEYS[backbone]
+    cfg.MODEL.DECODER.FEATURE_KEY, cfg.MODEL.DECODER.IN_CHANNELS = key, channels
+    cfg.MODEL.PANOPTIC_DEEPLAB.LOW_LEVEL_KEY, cfg.MODEL.PANOPTIC_DEEPLAB.LOW_LEVEL_CHANNELS = low_keys, low_channels
+    if backbone == "hrnet18":
+        cfg.MODEL.BACKBONE.DILATION = (False, False, False)
+    model = build_model(cfg)
+    out = model(torch.randn(2, 3, 64, 96), _targets(2, 64, 96))
+    assert out["semantic"].shape == (2, 5, 64, 96) and out["offset"].shape == (2, 2, 64, 96)
+    out["loss"].backward()
