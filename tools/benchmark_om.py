@@ -6,13 +6,15 @@ Every comparison is a ratio of two timings taken in the same process on the same
 
 1. memoization: a cache hit and a miss against a plain method call (µs);
 2. OM calls per training step on batches with few and many instances, and their estimated cost;
-3. targets for a batch of 4 crops of 512x1024: OM (on the batch) against the CPU generator (image by image);
+3. targets for a batch of 4 crops of 512x1024: OM (on the batch) against the CPU generator (image by image), and
+   the OM again in a child process whose allocator keeps freed memory (no page faults on fresh tensors);
 4. decoding at 1024x2048 with ~50 centres: OM ``panoptic_pred`` against ``get_panoptic_segmentation``;
 5. a training step (forward, OM targets and losses, backward) of learnable-centers + push-pull against the plain OM.
 """
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 import timeit
@@ -103,7 +105,7 @@ def bench_calls(t_hit, t_miss):
               f"~{1e6 * cost:.1f} µs = {100 * cost / step:.3f}% of the {1e3 * step:.1f} ms OM computation")
 
 
-def bench_targets(repeat, h, w):
+def bench_targets(repeat, h, w, only_om=False):
     cfg = _cfg()
     d = cfg.DATASET
     scenes = _scenes(4, h, w, 30, seed=1)
@@ -125,9 +127,19 @@ def bench_targets(repeat, h, w):
     om_targets()
     cpu_targets()
     t_om, t_cpu = median_time(om_targets, repeat), median_time(cpu_targets, repeat)
+    if only_om:
+        print(f"{1e3 * t_om:.1f}")
+        return
     print(f"3. targets, 4 crops of {h}x{w} ({sum(len(s) for _, _, s in scenes)} segments)")
     print(f"   OM (batch) {1e3 * t_om:.1f} ms   CPU generator (per image) {1e3 * t_cpu:.1f} ms   "
           f"ratio OM / CPU {t_om / t_cpu:.2f}")
+    # glibc returns large freed blocks to the system, so every fresh OM tensor is page-faulted in again; a caching
+    # allocator (the GPU's, or glibc told to keep memory) removes that cost: measure it in a child process
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(2 ** 31), MALLOC_TRIM_THRESHOLD_=str(2 ** 31))
+    child = subprocess.run([sys.executable, __file__, "--targets-only", "--repeat", str(repeat), "--size", str(h),
+                            str(w)], env=env, capture_output=True, text=True, check=True)
+    print(f"   OM (batch) with freed memory kept by the allocator (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ "
+          f"2 GiB): {child.stdout.strip()} ms")
 
 
 def bench_decoding(repeat, h, w):
@@ -186,7 +198,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not for the record)")
+    parser.add_argument("--targets-only", action="store_true", help=argparse.SUPPRESS)  # the child of section 3
+    parser.add_argument("--size", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.targets_only:
+        bench_targets(args.repeat, *args.size, only_om=True)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     t_hit, t_miss = bench_machinery(args.repeat)
     bench_calls(t_hit, t_miss)

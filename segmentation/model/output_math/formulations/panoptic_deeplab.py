@@ -6,8 +6,8 @@
 Conventions: N images of H x W pixels; panoptic ids use the train-id encoding of ``DatasetMetadata``
 (``class * label_divisor + instance``, crowd = thing class with instance 0, void = ``ignore_label * label_divisor``).
 Per-segment quantities are dense tables indexed by panoptic id: ``L = num_classes * label_divisor + 1`` entries per
-image, the last one standing for void, so that no instance list (and no host synchronisation) is needed. Coordinates are
-(y, x) in pixels.
+image, the last one standing for void, so that no instance list (and no host synchronisation) is needed; per-pixel
+masks, classes and weights are one gather from such a table. Coordinates are (y, x) in pixels.
 
 Everything is vectorized over pixels, segments and classes; loops run over the images of the batch only in decoding,
 whose sizes are data-dependent. The targets are bit-identical to ``PanopticTargetGenerator`` given the segments of
@@ -33,21 +33,58 @@ class PanopticVariables(OutputMath):
         """[ignore_label + 1] bool: entry c is True iff train id c is a thing class (from the dataset metadata)."""
         return self.metadata.is_thing_table(self.device)
 
+    def segment_table_size(self):
+        """int: L, the entries of a per-image segment table: the panoptic ids of num_classes classes, then void."""
+        return self.metadata.num_classes * self.metadata.label_divisor + 1
+
+    def segment_index_truth(self):
+        """[N, H, W] long: index of each pixel's segment in the flattened [N * L] per-segment tables (void, and
+        any id outside the classes, share the last entry of its image)."""
+        pan, size = self.panoptic_truth(), self.segment_table_size()
+        local = pan.clamp(0, size - 1)  # void (ignore_label * label_divisor) is above every class id
+        return local.add_(torch.arange(pan.shape[0], device=self.device).view(-1, 1, 1) * size)
+
+    def segment_class_table(self):
+        """[L] long: train id of every table entry (ignore_label for the void entry)."""
+        classes = torch.arange(self.segment_table_size(), device=self.device) // self.metadata.label_divisor
+        classes[-1] = self.metadata.ignore_label
+        return classes
+
+    def segment_is_thing(self):
+        """[L] bool: the table entry is a thing segment (crowd included, void excluded)."""
+        return self.thing_class_table()[self.segment_class_table()]
+
+    def segment_is_crowd(self):
+        """[L] bool: the table entry is a crowd segment (thing class, instance 0)."""
+        ids = torch.arange(self.segment_table_size(), device=self.device)
+        return self.segment_is_thing() & (ids % self.metadata.label_divisor == 0)
+
+    def segment_is_void(self):
+        """[L] bool: the table entry is void (the last one, which every id outside the classes shares)."""
+        void = torch.zeros(self.segment_table_size(), dtype=torch.bool, device=self.device)
+        void[-1] = True
+        return void
+
+    def _gather_segments(self, table):
+        """Per-pixel values [N, H, W] of a per-entry table [L] (the same for every image): one gather."""
+        idx = self.segment_index_truth()
+        return table.repeat(idx.shape[0]).index_select(0, idx.reshape(-1)).view(idx.shape)
+
     def class_truth(self):
         """[N, H, W] long: train id of each pixel's segment (ignore_label on void; crowd keeps its class)."""
-        return self.panoptic_truth() // self.metadata.label_divisor
+        return self._gather_segments(self.segment_class_table())
 
     def thing_mask_truth(self):
         """[N, H, W] bool: pixels of thing classes, crowd included."""
-        return self.thing_class_table()[self.class_truth()]
+        return self._gather_segments(self.segment_is_thing())
 
     def crowd_mask_truth(self):
         """[N, H, W] bool: crowd pixels (thing class, instance 0)."""
-        return self.thing_mask_truth() & (self.panoptic_truth() == self.class_truth() * self.metadata.label_divisor)
+        return self._gather_segments(self.segment_is_crowd())
 
     def void_mask_truth(self):
-        """[N, H, W] bool: void pixels (unlabelled, or padding)."""
-        return self.panoptic_truth() == self.metadata.void_label
+        """[N, H, W] bool: void pixels (unlabelled, padding, or an id outside the classes)."""
+        return self._gather_segments(self.segment_is_void())
 
     def semantic_truth(self):
         """[N, H, W] long: semantic train ids, ignore_label on void (and on crowd with IGNORE_CROWD_IN_SEMANTIC)."""
@@ -58,7 +95,7 @@ class PanopticVariables(OutputMath):
 
     def instance_truth(self):
         """[N, H, W] long: panoptic id on pixels of non-crowd thing instances, -1 elsewhere."""
-        keep = self.thing_mask_truth() & ~self.crowd_mask_truth()
+        keep = self._gather_segments(self.segment_is_thing() & ~self.segment_is_crowd())
         return torch.where(keep, self.panoptic_truth(), -1)
 
     def panoptic_pred(self):
@@ -76,26 +113,10 @@ class PanDLGroundTruth(PanopticVariables):
         xs = torch.arange(w, device=self.device, dtype=torch.float32)
         return torch.stack(torch.meshgrid(ys, xs, indexing="ij"))
 
-    def segment_table_size(self):
-        """int: L, the entries of a per-image segment table: the panoptic ids of num_classes classes, then void."""
-        return self.metadata.num_classes * self.metadata.label_divisor + 1
-
-    def segment_index_truth(self):
-        """[N, H, W] long: index of each pixel's segment in the flattened [N * L] per-segment tables (void, and
-        any id outside the classes, share the last entry of its image)."""
-        pan, size = self.panoptic_truth(), self.segment_table_size()
-        local = pan.clamp(0, size - 1)  # void (ignore_label * label_divisor) is above every class id
-        return local.add_(torch.arange(pan.shape[0], device=self.device).view(-1, 1, 1) * size)
-
     def segment_area_truth(self):
         """[N, L] long: number of pixels of every panoptic id in every image (0 when absent)."""
         n, size = self.panoptic_truth().shape[0], self.segment_table_size()
         return torch.bincount(self.segment_index_truth().reshape(-1), minlength=n * size).view(n, size)
-
-    def segment_is_thing(self):
-        """[L] bool: the table entry is a thing segment (crowd included, void excluded)."""
-        ids = torch.arange(self.segment_table_size(), device=self.device)
-        return self.thing_class_table()[ids // self.metadata.label_divisor]
 
     def centroids_truth(self):
         """[N, L, 2] float64: (y, x) centre of mass of every segment in pixels (0 for absent ids; L: see
@@ -147,13 +168,35 @@ class PanDLGroundTruth(PanopticVariables):
 
     def offset_truth(self):
         """[N, 2, H, W] float32: (y, x) vector in pixels from each thing pixel to its segment's centroid, 0 on
-        other pixels (computed in the centroids' precision, float64 by default: the original's values bit for bit)."""
-        idx = self.segment_index_truth().reshape(-1)
-        table = self.centroids_truth().reshape(-1, 2).T.contiguous()
-        things = self.thing_mask_truth()
-        off = table.index_select(1, idx).view(2, *things.shape)  # channel-major: one gather, viewed at the end
-        off.sub_(self.pixel_coordinates().to(table.dtype)[:, None])
-        return off.to(torch.float32).masked_fill_(~things, 0).transpose(0, 1)
+        other pixels: the float64 difference rounded once to float32, the original's values bit for bit."""
+        idx = self.segment_index_truth()
+        n, h, w = idx.shape
+        k = self.thing_segments_truth().shape[1]
+        rows = self.thing_segment_rows().index_select(0, idx.reshape(-1)).view(n, h, w)  # 0: not a thing pixel
+        # exact per-(segment, row) and per-(segment, column) tables (small, float64 rounded once to float32), then
+        # one float32 gather for both channels: no per-pixel float64 arithmetic
+        cen = self.instance_centroids_truth().reshape(n * k, 2, 1)
+        ys = torch.arange(h, device=self.device, dtype=cen.dtype)
+        xs = torch.arange(w, device=self.device, dtype=cen.dtype)
+        table_y = torch.cat([ys.new_zeros(1, h), cen[:, 0] - ys]).to(torch.float32).view(-1)
+        table_x = torch.cat([xs.new_zeros(1, w), cen[:, 1] - xs]).to(torch.float32).view(-1)
+        index = torch.empty(2, n, h, w, dtype=torch.int32, device=self.device)
+        torch.mul(rows, h, out=index[0]).add_(torch.arange(h, device=self.device, dtype=torch.int32).view(1, h, 1))
+        torch.mul(rows, w, out=index[1]).add_(torch.arange(w, device=self.device, dtype=torch.int32)
+                                              + table_y.numel())
+        table = torch.cat([table_y, table_x])
+        return table.index_select(0, index.view(-1)).view(2, n, h, w).transpose(0, 1)
+
+    def thing_segment_rows(self):
+        """[N * L] int32: 1 + n * K + k for the k-th thing segment of image n (thing_segments_truth), 0 for every
+        other entry of the flattened segment tables: the row of a segment in per-thing-segment tables."""
+        seg = self.thing_segments_truth()
+        n, k = seg.shape
+        size = self.segment_table_size()
+        entry = torch.where(seg >= 0, seg + torch.arange(n, device=self.device).view(-1, 1) * size, n * size)
+        rows = torch.zeros(n * size + 1, dtype=torch.int32, device=self.device)  # the last entry absorbs padding
+        rows.scatter_(0, entry.reshape(-1), torch.arange(1, n * k + 1, dtype=torch.int32, device=self.device))
+        return rows[:-1]
 
     def semantic_weights(self):
         """[N, H, W] float32: semantic-loss weight, DATASET.SMALL_INSTANCE_WEIGHT on thing segments smaller than
@@ -166,17 +209,17 @@ class PanDLGroundTruth(PanopticVariables):
 
     def center_weights(self):
         """[N, H, W] float32: 1 on labelled non-crowd pixels, 0 on void and crowd."""
-        return (~self.void_mask_truth() & ~self.crowd_mask_truth()).float()
+        return self._gather_segments((~self.segment_is_void() & ~self.segment_is_crowd()).float())
 
     def offset_weights(self):
         """[N, H, W] float32: 1 on non-crowd thing pixels (all labelled non-crowd pixels without
         DATASET.IGNORE_STUFF_IN_OFFSET), 0 elsewhere."""
-        keep = ~self.crowd_mask_truth()
+        keep = ~self.segment_is_crowd()
         if self.config.DATASET.IGNORE_STUFF_IN_OFFSET:
-            keep = keep & self.thing_mask_truth()
+            keep = keep & self.segment_is_thing()
         else:
-            keep = keep & ~self.void_mask_truth()
-        return keep.float()
+            keep = keep & ~self.segment_is_void()
+        return self._gather_segments(keep.float())
 
 
 class PanDLPrediction(PanopticVariables):
