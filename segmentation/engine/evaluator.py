@@ -55,10 +55,13 @@ def _save_panel(cfg, vis_dir, i, batch, gt_pan, pan, metadata):
 
 
 def _log_progress(i, total, t_net, t_post, t_start):
-    if (i + 1) % max(1, total // 10) == 0 or i + 1 == total:
+    """A progress bar with the network and post-processing time per image and the ETA, every 5 % of the split."""
+    if (i + 1) % max(1, total // 20) == 0 or i + 1 == total:
         elapsed = time.perf_counter() - t_start
-        logger.info("eval %d/%d  network %.3fs/img  post-processing %.3fs/img  eta %s", i + 1, total,
-                    t_net / (i + 1), t_post / (i + 1), format_seconds(elapsed / (i + 1) * (total - i - 1)))
+        filled = 20 * (i + 1) // total
+        logger.info("eval [%s%s] %d/%d  network %.3fs/img  post-processing %.3fs/img  eta %s", "#" * filled,
+                    "." * (20 - filled), i + 1, total, t_net / (i + 1), t_post / (i + 1),
+                    format_seconds(elapsed / (i + 1) * (total - i - 1)))
 
 
 def _sync(device):

@@ -87,3 +87,23 @@ def test_non_finite_loss_stops_with_the_component_name(synthetic_cfg, tmp_path):
     with pytest.raises(FloatingPointError, match="loss"):
         Trainer(synthetic_cfg).train()
     assert os.path.isfile(tmp_path / FINAL_NAME)
+
+
+def test_evaluation_logs_a_progress_bar_with_timings_and_eta(synthetic_cfg):
+    import logging
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = logging.getLogger("segmentation")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        trainer = Trainer(synthetic_cfg)
+        evaluate(synthetic_cfg, trainer.model, build_test_loader(synthetic_cfg), SYNTHETIC_METADATA, trainer.device)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    bars = [r for r in records if r.startswith("eval [")]
+    assert bars and bars[-1].startswith("eval [" + "#" * 20 + "] 3/3") and "post-processing" in bars[-1]
+    assert "eta 0:00:00" in bars[-1] and any("PQ" in r for r in records)
