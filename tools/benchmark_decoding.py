@@ -13,7 +13,6 @@ spurious peaks, and its offsets plus noise. Printed, medians of ``--repeat`` run
 """
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _common import median_time  # noqa: E402
 
 from segmentation.config import load_config  # noqa: E402
 from segmentation.data.datasets import SYNTHETIC_METADATA as META  # noqa: E402
@@ -39,16 +40,6 @@ from segmentation.model.post_processing.reference import reference_panoptic  # n
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(ROOT, "configs/synthetic/om_panoptic_deeplab_mbv2_synthetic.yaml")
-
-
-def median_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def network_outputs(h, w, classes, objects, seed=2):

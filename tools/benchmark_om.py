@@ -13,7 +13,6 @@ Every comparison is a ratio of two timings taken in the same process on the same
 """
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _common import median_time  # noqa: E402
 
 from segmentation.config import load_config  # noqa: E402
 from segmentation.data.datasets import SYNTHETIC_METADATA as META  # noqa: E402
@@ -34,15 +35,6 @@ from segmentation.model.post_processing import get_panoptic_segmentation  # noqa
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(ROOT, "configs/synthetic/om_panoptic_deeplab_mbv2_synthetic.yaml")
-
-
-def median_time(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench_machinery(repeat):
@@ -126,7 +118,7 @@ def bench_targets(repeat, h, w, only_om=False):
             gen(ids, segs)
     om_targets()
     cpu_targets()
-    t_om, t_cpu = median_time(om_targets, repeat), median_time(cpu_targets, repeat)
+    t_om, t_cpu = median_time(om_targets, repeat, False), median_time(cpu_targets, repeat, False)
     if only_om:
         print(f"{1e3 * t_om:.1f}")
         return
@@ -164,7 +156,7 @@ def bench_decoding(repeat, h, w):
         return compose("panoptic-deeplab")(raw, config=cfg, metadata=META).request("panoptic_pred")[0]
     pan, ctr = pure()
     assert torch.equal(om(), pan)
-    t_pure, t_om = median_time(pure, repeat), median_time(om, repeat)
+    t_pure, t_om = median_time(pure, repeat, False), median_time(om, repeat, False)
     print(f"4. decoding at {h}x{w}, {ctr.shape[1]} centres (identical panoptic maps)")
     print(f"   OM panoptic_pred {1e3 * t_om:.1f} ms   get_panoptic_segmentation {1e3 * t_pure:.1f} ms   "
           f"ratio {t_om / t_pure:.2f}")
@@ -188,7 +180,7 @@ def bench_learnable(repeat):
             om.loss().backward()
             model.zero_grad(set_to_none=True)
         step()
-        times[mixins] = median_time(step, repeat)
+        times[mixins] = median_time(step, repeat, False)
     plain, lc = times[()], times[("learnable-centers", "push-pull")]
     print(f"   plain OM {1e3 * plain:.0f} ms   learnable-centers + push-pull {1e3 * lc:.0f} ms   ratio "
           f"{lc / plain:.2f}")

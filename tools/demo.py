@@ -17,14 +17,13 @@ import sys
 import cv2
 import numpy as np
 import torch
-from _common import parse_config
+from _common import checkpoint_path_for_inference, parse_config
 
 from segmentation.config import merge_opts
 from segmentation.data import get_metadata
 from segmentation.data.datasets import read_image
 from segmentation.data.transforms import normalize, to_tensor
 from segmentation.engine import network_outputs, resolve_device
-from segmentation.engine.trainer import FINAL_NAME
 from segmentation.model import build_model
 from segmentation.model.output_math import compose
 from segmentation.model.output_math.wrapper import OutputMathModel
@@ -94,12 +93,7 @@ def main(argv=None):
         cfg.defrost()
         merge_opts(cfg, args.late_opts)
         cfg.freeze()
-    path = cfg.TEST.MODEL_FILE or cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, FINAL_NAME)
-    if not os.path.isfile(path):
-        raise SystemExit(f"error: checkpoint '{path}' does not exist; set TEST.MODEL_FILE.")
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS, cfg.MODEL.BACKBONE.PRETRAINED, cfg.MODEL.BACKBONE.WEIGHTS = "", False, ""
-    cfg.freeze()
+    path = checkpoint_path_for_inference(cfg)
     device = resolve_device(cfg)
     metadata = get_metadata(cfg)
     model = build_model(cfg)

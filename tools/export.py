@@ -12,10 +12,9 @@ import os
 import sys
 
 import torch
-from _common import parse_config
+from _common import checkpoint_path_for_inference, parse_config
 
 from segmentation.data import get_metadata
-from segmentation.engine.trainer import FINAL_NAME
 from segmentation.model import build_model
 from segmentation.model.export import EXPORT_FORMATS, PanopticExportModel, export_model
 from segmentation.model.output_math.wrapper import OutputMathModel
@@ -42,12 +41,7 @@ def main(argv=None):
     args, cfg = parse_config("Export Panoptic-DeepLab with its decoding.", argv, extra)
     if cfg.MODEL.META_ARCHITECTURE != "panoptic_deeplab" or not cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE:
         raise SystemExit("error: export needs MODEL.META_ARCHITECTURE panoptic_deeplab with the instance branch.")
-    path = cfg.TEST.MODEL_FILE or cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, FINAL_NAME)
-    if not os.path.isfile(path):
-        raise SystemExit(f"error: checkpoint '{path}' does not exist; train first or set TEST.MODEL_FILE.")
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS, cfg.MODEL.BACKBONE.PRETRAINED, cfg.MODEL.BACKBONE.WEIGHTS = "", False, ""
-    cfg.freeze()
+    path = checkpoint_path_for_inference(cfg)
     net = build_model(cfg)
     net.load_state_dict(model_state(load_checkpoint(path)))
     if isinstance(net, OutputMathModel):  # the OM is a training-time view: export the network itself

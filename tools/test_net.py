@@ -5,11 +5,10 @@ The checkpoint is TEST.MODEL_FILE, else MODEL.WEIGHTS, else OUTPUT_DIR/final_sta
 import os
 
 import torch
-from _common import parse_config
+from _common import checkpoint_path_for_inference, parse_config
 
 from segmentation.data import build_test_loader, get_metadata
 from segmentation.engine import evaluate, resolve_device
-from segmentation.engine.trainer import FINAL_NAME
 from segmentation.model import build_model
 from segmentation.utils.checkpoint import load_checkpoint, model_state
 from segmentation.utils.logger import setup_logger
@@ -18,14 +17,7 @@ from segmentation.utils.logger import setup_logger
 def main(argv=None):
     _, cfg = parse_config("Evaluate Panoptic-DeepLab.", argv)
     logger = setup_logger(cfg.OUTPUT_DIR, rank=int(os.environ.get("RANK", 0)))
-    path = cfg.TEST.MODEL_FILE or cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, FINAL_NAME)
-    if not os.path.isfile(path):
-        raise SystemExit(f"error: checkpoint '{path}' does not exist; train first or set TEST.MODEL_FILE.")
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.BACKBONE.PRETRAINED = False
-    cfg.MODEL.BACKBONE.WEIGHTS = ""
-    cfg.freeze()
+    path = checkpoint_path_for_inference(cfg)
     from segmentation.utils import comm
     device = resolve_device(cfg)
     rank, world_size, local_rank = comm.init_distributed(device.type)

@@ -31,16 +31,21 @@ def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("cityscapes")
     write_cityscapes(str(root), "val", n=3, size=(64, 128))
     out = root / "out"
+    return root, out, _evaluate("cityscapes_panoptic", root, 19, out)
+
+
+def _evaluate(dataset, root, num_classes, out):
+    """Metrics of the val split with ground-truth semantics and centres and untrained offsets, writing the
+    predictions (TEST.SAVE_PREDICTIONS) and evaluating instance AP into ``out``."""
     cfg = load_config(f"{ROOT}/configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml", [
-        "DATASET.DATASET", "cityscapes_panoptic", "DATASET.ROOT", str(root), "DATASET.NUM_CLASSES", "19",
+        "DATASET.DATASET", dataset, "DATASET.ROOT", str(root), "DATASET.NUM_CLASSES", str(num_classes),
         "DATASET.TRAIN_SPLIT", "val", "DATASET.TEST_SPLIT", "val", "DATASET.PAN_ONLY", "True",
         "OM.NAME", "panoptic-deeplab", "OM.MIXINS", "('oracle-semantics', 'oracle-centers')",
         "MODEL.DECODER.DECODER_CHANNELS", "32", "POST_PROCESSING.STUFF_AREA", "0", "OUTPUT_DIR", str(out),
         "TEST.SAVE_PREDICTIONS", "True", "TEST.EVAL_INSTANCE", "True"], freeze=False)
     trainer = Trainer(cfg)
-    metrics = evaluate(cfg, trainer.model, build_test_loader(cfg), get_metadata(cfg), trainer.device,
-                       output_dir=str(out))
-    return root, out, metrics
+    return evaluate(cfg, trainer.model, build_test_loader(cfg), get_metadata(cfg), trainer.device,
+                    output_dir=str(out))
 
 
 def test_semantic_pngs_match_evalPixelLevelSemanticLabeling(evaluated):
@@ -137,15 +142,7 @@ def test_coco_panoptic_predictions_match_the_panoptic_api_rules(tmp_path):
     in COCO's results format."""
     write_coco(str(tmp_path), "val2017", n=4)
     out = tmp_path / "out"
-    cfg = load_config(f"{ROOT}/configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml", [
-        "DATASET.DATASET", "coco_panoptic", "DATASET.ROOT", str(tmp_path), "DATASET.NUM_CLASSES", "7",
-        "DATASET.TRAIN_SPLIT", "val", "DATASET.TEST_SPLIT", "val", "DATASET.PAN_ONLY", "True",
-        "OM.NAME", "panoptic-deeplab", "OM.MIXINS", "('oracle-semantics', 'oracle-centers')",
-        "MODEL.DECODER.DECODER_CHANNELS", "32", "POST_PROCESSING.STUFF_AREA", "0", "OUTPUT_DIR", str(out),
-        "TEST.SAVE_PREDICTIONS", "True", "TEST.EVAL_INSTANCE", "True"], freeze=False)
-    trainer = Trainer(cfg)
-    metrics = evaluate(cfg, trainer.model, build_test_loader(cfg), get_metadata(cfg), trainer.device,
-                       output_dir=str(out))
+    metrics = _evaluate("coco_panoptic", tmp_path, 7, out)
     with contextlib.redirect_stdout(io.StringIO()):
         ref = evaluatePanoptic(str(tmp_path / "annotations" / "panoptic_val2017.json"),
                                str(tmp_path / "annotations" / "panoptic_val2017"), str(out / "panoptic.json"),
