@@ -106,13 +106,6 @@ class PanopticVariables(OutputMath):
 class PanDLGroundTruth(PanopticVariables):
     """Panoptic-DeepLab targets, computed on the model's device (blue block "Groundtruth" of Figure 7)."""
 
-    def pixel_coordinates(self):
-        """[2, H, W] float32: (y, x) coordinates of every pixel."""
-        h, w = self.panoptic_truth().shape[-2:]
-        ys = torch.arange(h, device=self.device, dtype=torch.float32)
-        xs = torch.arange(w, device=self.device, dtype=torch.float32)
-        return torch.stack(torch.meshgrid(ys, xs, indexing="ij"))
-
     def segment_area_truth(self):
         """[N, L] long: number of pixels of every panoptic id in every image (0 when absent)."""
         n, size = self.panoptic_truth().shape[0], self.segment_table_size()
