@@ -10,6 +10,7 @@ its panoptic map equals the eager decoding's.
 """
 import os
 import sys
+import warnings
 
 import torch
 from _common import checkpoint_path_for_inference, parse_config
@@ -24,7 +25,10 @@ from segmentation.utils.checkpoint import load_checkpoint, model_state
 def run_exported(path, fmt, image):
     """(panoptic, semantic) numpy arrays of the exported file on ``image``; None for ONNX without onnxruntime."""
     if fmt == "torchscript":
-        return tuple(t.numpy() for t in torch.jit.load(path)(image))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=DeprecationWarning)
+            module = torch.jit.load(path)
+        return tuple(t.numpy() for t in module(image))
     try:
         import onnxruntime
     except ImportError:

@@ -47,9 +47,11 @@ def export_model(model, example, path, fmt):
         raise ValueError(f"Unknown export format '{fmt}'; valid: {', '.join(EXPORT_FORMATS)}.")
     model.eval()
     with torch.no_grad(), warnings.catch_warnings():
-        # tracing warns about every Python int taken from a shape: the export is for this input size by design
+        # tracing warns about every Python int taken from a shape: the export is for this input size by design;
+        # torch 2.13 marks TorchScript deprecated (ONNX is the format to prefer), which the user learns from README
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # inside torch.export
         if fmt == "torchscript":
             torch.jit.trace(model, (example,), check_trace=False).save(path)
         else:
