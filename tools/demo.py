@@ -23,7 +23,7 @@ from segmentation.config import merge_opts
 from segmentation.data import get_metadata
 from segmentation.data.datasets import read_image
 from segmentation.data.transforms import normalize, to_tensor
-from segmentation.engine import network_outputs, resolve_device
+from segmentation.engine import configure_host_memory, network_outputs, resolve_device
 from segmentation.model import build_model
 from segmentation.model.output_math import compose
 from segmentation.model.output_math.wrapper import OutputMathModel
@@ -95,6 +95,7 @@ def main(argv=None):
         cfg.freeze()
     path = checkpoint_path_for_inference(cfg)
     device = resolve_device(cfg)
+    configure_host_memory(cfg, device)
     metadata = get_metadata(cfg)
     model = build_model(cfg)
     model.load_state_dict(model_state(load_checkpoint(path)))

@@ -8,7 +8,7 @@ import torch
 from _common import checkpoint_path_for_inference, parse_config
 
 from segmentation.data import build_test_loader, get_metadata
-from segmentation.engine import evaluate, resolve_device
+from segmentation.engine import configure_host_memory, evaluate, resolve_device
 from segmentation.model import build_model
 from segmentation.utils.checkpoint import load_checkpoint, model_state
 from segmentation.utils.logger import setup_logger
@@ -20,6 +20,7 @@ def main(argv=None):
     path = checkpoint_path_for_inference(cfg)
     from segmentation.utils import comm
     device = resolve_device(cfg)
+    configure_host_memory(cfg, device)
     rank, world_size, local_rank = comm.init_distributed(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)

@@ -24,11 +24,18 @@ from ..solver import build_lr_scheduler, build_optimizer, clip_gradients
 from ..utils import comm
 from ..utils.checkpoint import load_checkpoint, save_checkpoint
 from ..utils.logger import format_seconds
+from ..utils.memory import keep_freed_memory
 
 logger = logging.getLogger("segmentation")
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
 FINAL_NAME = "final_state.pth"
+
+
+def configure_host_memory(cfg, device):
+    """On CPU with CPU_KEEP_FREED_MEMORY, keep freed host memory for reuse (``utils.memory.keep_freed_memory``)."""
+    if device.type == "cpu" and cfg.CPU_KEEP_FREED_MEMORY:
+        keep_freed_memory()
 
 
 def resolve_device(cfg):
@@ -125,6 +132,7 @@ class Trainer:
         self.rank, self.world_size, local_rank = comm.init_distributed(self.device.type)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", local_rank)
+        configure_host_memory(cfg, self.device)
         seed_everything(cfg.SEED)
         if cfg.OM.NAME and not cfg.DATASET.PAN_ONLY and "cpu-tensors" not in cfg.OM.MIXINS:
             logger.warning("The OM computes every target itself, but DATASET.PAN_ONLY is False: the loaders also "

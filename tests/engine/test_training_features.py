@@ -189,3 +189,13 @@ def test_table1_benchmark_runs_the_four_scenarios(tmp_path):
     results = json.loads(out.read_text())
     assert set(results) == {"i", "ii", "iii", "iv"}
     assert all(len(v["times"]["batch"]) == 2 and v["peak_memory_gb"] > 0 for v in results.values())
+
+
+def test_keep_freed_memory_applies_on_linux_glibc():
+    import sys
+
+    from segmentation.utils.memory import keep_freed_memory
+    applied = keep_freed_memory()
+    if sys.platform.startswith("linux"):
+        import platform
+        assert applied == (platform.libc_ver()[0] == "glibc")
