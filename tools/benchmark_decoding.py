@@ -4,7 +4,8 @@
 
 A synthetic street scene is rendered at the given size and turned into realistic network outputs: semantic logits
 over ``--classes`` channels (the scene's classes plus noise), the Gaussian centre heatmap of its instances plus sparse
-spurious peaks, and its offsets plus noise. Printed, medians of ``--repeat`` runs in this process:
+spurious peaks, and its offsets plus noise. Freed memory is kept as in evaluation on CPU (CPU_KEEP_FREED_MEMORY;
+``--default-allocator`` to compare). Printed, medians of ``--repeat`` runs in this process:
 
 1. each stage of ``get_panoptic_segmentation`` (semantic argmax, centre NMS and top-k, grouping, merge) and the total;
 2. the same decoding through the OM (``panoptic_pred``);
@@ -37,6 +38,7 @@ from segmentation.model.post_processing import (  # noqa: E402
     thing_mask,
 )
 from segmentation.model.post_processing.reference import reference_panoptic  # noqa: E402
+from segmentation.utils.memory import keep_freed_memory  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(ROOT, "configs/synthetic/om_panoptic_deeplab_mbv2_synthetic.yaml")
@@ -65,7 +67,11 @@ def main(argv=None):
     parser.add_argument("--objects", type=int, default=80, help="objects drawn in the scene")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--skip-original", action="store_true", help="do not time the original's rules (~10 s)")
+    parser.add_argument("--default-allocator", action="store_true", help="do not keep freed memory (evaluation "
+                        "keeps it on CPU: CPU_KEEP_FREED_MEMORY)")
     args = parser.parse_args(argv)
+    if not args.default_allocator:
+        keep_freed_memory()
     cfg = load_config(CFG, ["POST_PROCESSING.STUFF_AREA", "2048"])
     pp = cfg.POST_PROCESSING
     logits, heat, offsets = network_outputs(args.height, args.width, args.classes, args.objects)

@@ -6,8 +6,8 @@ Every comparison is a ratio of two timings taken in the same process on the same
 
 1. memoization: a cache hit and a miss against a plain method call (µs);
 2. OM calls per training step on batches with few and many instances, and their estimated cost;
-3. targets for a batch of 4 crops of 512x1024: OM (on the batch) against the CPU generator (image by image), and
-   the OM again in a child process whose allocator keeps freed memory (no page faults on fresh tensors);
+3. targets for a batch of 4 crops of 512x1024: OM (on the batch) against the CPU generator (image by image), with
+   freed memory kept as in training (CPU_KEEP_FREED_MEMORY), and the OM again with glibc's default allocator;
 4. decoding at 1024x2048 with ~50 centres: OM ``panoptic_pred`` against ``get_panoptic_segmentation``;
 5. a training step (forward, OM targets and losses, backward) of learnable-centers + push-pull against the plain OM.
 """
@@ -32,6 +32,7 @@ from segmentation.data.transforms import PanopticTargetGenerator, encode_panopti
 from segmentation.model.loss import WeightedL1, WeightedMSE, build_loss  # noqa: E402
 from segmentation.model.output_math import OutputMath, compose  # noqa: E402
 from segmentation.model.post_processing import get_panoptic_segmentation  # noqa: E402
+from segmentation.utils.memory import keep_freed_memory  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(ROOT, "configs/synthetic/om_panoptic_deeplab_mbv2_synthetic.yaml")
@@ -125,13 +126,11 @@ def bench_targets(repeat, h, w, only_om=False):
     print(f"3. targets, 4 crops of {h}x{w} ({sum(len(s) for _, _, s in scenes)} segments)")
     print(f"   OM (batch) {1e3 * t_om:.1f} ms   CPU generator (per image) {1e3 * t_cpu:.1f} ms   "
           f"ratio OM / CPU {t_om / t_cpu:.2f}")
-    # glibc returns large freed blocks to the system, so every fresh OM tensor is page-faulted in again; a caching
-    # allocator (the GPU's, or glibc told to keep memory) removes that cost: measure it in a child process
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(2 ** 31), MALLOC_TRIM_THRESHOLD_=str(2 ** 31))
-    child = subprocess.run([sys.executable, __file__, "--targets-only", "--repeat", str(repeat), "--size", str(h),
-                            str(w)], env=env, capture_output=True, text=True, check=True)
-    print(f"   OM (batch) with freed memory kept by the allocator (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ "
-          f"2 GiB): {child.stdout.strip()} ms")
+    # this process keeps freed memory as training does (CPU_KEEP_FREED_MEMORY); glibc's default returns large freed
+    # blocks to the system, so that every fresh OM tensor is page-faulted in again: measured in a child process
+    child = subprocess.run([sys.executable, __file__, "--targets-only", "--default-allocator", "--repeat",
+                            str(repeat), "--size", str(h), str(w)], capture_output=True, text=True, check=True)
+    print(f"   OM (batch) with glibc's default allocator (CPU_KEEP_FREED_MEMORY False): {child.stdout.strip()} ms")
 
 
 def bench_decoding(repeat, h, w):
@@ -192,7 +191,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not for the record)")
     parser.add_argument("--targets-only", action="store_true", help=argparse.SUPPRESS)  # the child of section 3
     parser.add_argument("--size", type=int, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--default-allocator", action="store_true", help="do not keep freed memory (as "
+                        "CPU_KEEP_FREED_MEMORY False)")
     args = parser.parse_args()
+    if not args.default_allocator:
+        keep_freed_memory()  # as the trainer does on CPU
     if args.targets_only:
         bench_targets(args.repeat, *args.size, only_om=True)
         return
