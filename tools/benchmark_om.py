@@ -119,7 +119,7 @@ def bench_targets(repeat, h, w, only_om=False):
             gen(ids, segs)
     om_targets()
     cpu_targets()
-    t_om, t_cpu = median_time(om_targets, repeat, False), median_time(cpu_targets, repeat, False)
+    t_om, t_cpu = median_time(om_targets, repeat, warmup=False), median_time(cpu_targets, repeat, warmup=False)
     if only_om:
         print(f"{1e3 * t_om:.1f}")
         return
@@ -155,7 +155,7 @@ def bench_decoding(repeat, h, w):
         return compose("panoptic-deeplab")(raw, config=cfg, metadata=META).request("panoptic_pred")[0]
     pan, ctr = pure()
     assert torch.equal(om(), pan)
-    t_pure, t_om = median_time(pure, repeat, False), median_time(om, repeat, False)
+    t_pure, t_om = median_time(pure, repeat, warmup=False), median_time(om, repeat, warmup=False)
     print(f"4. decoding at {h}x{w}, {ctr.shape[1]} centres (identical panoptic maps)")
     print(f"   OM panoptic_pred {1e3 * t_om:.1f} ms   get_panoptic_segmentation {1e3 * t_pure:.1f} ms   "
           f"ratio {t_om / t_pure:.2f}")
@@ -179,7 +179,7 @@ def bench_learnable(repeat):
             om.loss().backward()
             model.zero_grad(set_to_none=True)
         step()
-        times[mixins] = median_time(step, repeat, False)
+        times[mixins] = median_time(step, repeat, warmup=False)
     plain, lc = times[()], times[("learnable-centers", "push-pull")]
     print(f"   plain OM {1e3 * plain:.0f} ms   learnable-centers + push-pull {1e3 * lc:.0f} ms   ratio "
           f"{lc / plain:.2f}")
