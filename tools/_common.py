@@ -1,20 +1,35 @@
-"""Shared command-line handling of the tools: ``--cfg FILE`` (or ``--config-file``) then ``KEY VALUE`` overrides."""
+"""Shared command-line handling of the tools.
+
+* ``parse_config``: ``--cfg FILE`` (or ``--config-file``), ``--debug``, then ``KEY VALUE`` overrides.
+* ``run(main)``: every user error ends as one ``error: ...`` line on stderr and exit status 1 (the traceback goes to
+  the log file, and to the console with ``--debug``); an interrupted training exits with 128 + the signal number.
+* ``build_inference_model``: the model of a config with the weights of a checkpoint, refusing non-finite weights
+  and warning when the checkpoint comes from an unfinished run.
+"""
 import argparse
+import logging
 import os
 import sys
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from segmentation.config import ConfigError, load_config  # noqa: E402
 
+_DEBUG = {"on": "--debug" in sys.argv}
+# exception types that mean a bug in this repository rather than a wrong input: reported as internal errors
+_BUG_TYPES = (AssertionError, AttributeError, IndexError, NameError, TypeError, UnboundLocalError, ZeroDivisionError)
+
 
 def parse_config(description, argv=None, extra=None):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cfg", "--config-file", dest="cfg", required=True, metavar="FILE", help="YAML config")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     if extra:
         extra(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
     args = parser.parse_args(argv)
+    _DEBUG["on"] = _DEBUG["on"] or args.debug
     try:
         cfg = load_config(args.cfg, args.opts)
     except ConfigError as e:
@@ -22,17 +37,91 @@ def parse_config(description, argv=None, extra=None):
     return args, cfg
 
 
+def log_config(logger, args, cfg):
+    """The console gets the config file and overrides; the log file gets the whole resolved config."""
+    overrides = " ".join(args.opts) if args.opts else "none"
+    logger.info("Config %s, overrides: %s (resolved config in the log file%s).", args.cfg, overrides,
+                " and config.yaml" if cfg.OUTPUT_DIR else "")
+    from segmentation.config import dump_config
+    logger.debug("Resolved config:\n%s", dump_config(cfg))
+
+
+def _message(error):
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    if isinstance(error, _BUG_TYPES):
+        return f"internal error ({type(error).__name__}: {text}); please report it with the traceback"
+    return text or type(error).__name__
+
+
+def run(main, argv=None):
+    """Call ``main(argv)`` and turn what it raises into an exit status: 0 or main's own, 1 for an error (one line),
+    128 + N for a training stopped by signal N after saving."""
+    from segmentation.engine.trainer import TrainingInterrupted
+    try:
+        return main(argv) or 0
+    except TrainingInterrupted as e:
+        logging.getLogger("segmentation").info("%s", e)
+        return e.exit_code
+    except Exception as e:
+        if _DEBUG["on"]:
+            raise
+        logger = logging.getLogger("segmentation")
+        files = [h.baseFilename for h in logger.handlers if isinstance(h, logging.FileHandler)]
+        for h in logger.handlers:
+            if isinstance(h, logging.FileHandler):
+                h.stream.write("".join(traceback.format_exception(e)))
+                h.flush()
+        where = f"the traceback is in {files[0]}" if files else "rerun with --debug for the traceback"
+        print(f"error: {_message(e)}\n({where})", file=sys.stderr)
+        return 1
+
+
 def checkpoint_path_for_inference(cfg):
-    """The checkpoint to run (TEST.MODEL_FILE, else MODEL.WEIGHTS, else OUTPUT_DIR/final_state.pth), exiting with an
-    error if it does not exist; ``cfg`` is changed so that building the model loads no other weights."""
-    from segmentation.engine.trainer import FINAL_NAME
+    """The checkpoint to run (TEST.MODEL_FILE, else MODEL.WEIGHTS, else OUTPUT_DIR/final_state.pth), raising
+    FileNotFoundError (saying how the run ended, if it did not finish) if it does not exist; ``cfg`` is changed so
+    that building the model loads no other weights."""
+    from segmentation.engine.trainer import CHECKPOINT_NAME, FINAL_NAME, read_run_record
     path = cfg.TEST.MODEL_FILE or cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, FINAL_NAME)
     if not os.path.isfile(path):
-        raise SystemExit(f"error: checkpoint '{path}' does not exist; train first or set TEST.MODEL_FILE.")
+        hint = "train first or set TEST.MODEL_FILE"
+        record = read_run_record(os.path.dirname(path) or ".")
+        if record and record.get("status") not in (None, "finished"):
+            hint = (f"the run in {os.path.dirname(path)} is {_run_state(record)}: resume it with TRAIN.RESUME True, "
+                    f"or evaluate its last checkpoint with TEST.MODEL_FILE "
+                    f"{os.path.join(os.path.dirname(path), CHECKPOINT_NAME)}")
+        raise FileNotFoundError(f"Checkpoint '{path}' does not exist; {hint}.")
     cfg.defrost()
     cfg.MODEL.WEIGHTS, cfg.MODEL.BACKBONE.PRETRAINED, cfg.MODEL.BACKBONE.WEIGHTS = "", False, ""
     cfg.freeze()
     return path
+
+
+def _run_state(record):
+    state = f"{record.get('status')} at iteration {record.get('iteration', '?')} of {record.get('max_iter', '?')}"
+    return state + (f" ({record['reason']})" if record.get("reason") else "")
+
+
+def build_inference_model(cfg, logger=None):
+    """(model with the weights of the checkpoint of ``checkpoint_path_for_inference``, that path), on the CPU.
+    Refuses weights with NaN or infinite values; warns when the checkpoint's run did not finish."""
+    from segmentation.engine.trainer import read_run_record
+    from segmentation.model import build_model
+    from segmentation.utils.checkpoint import (
+        load_checkpoint,
+        load_model_weights,
+        model_state,
+        require_finite_weights,
+    )
+    logger = logger or logging.getLogger("segmentation")
+    path = checkpoint_path_for_inference(cfg)
+    state = require_finite_weights(model_state(load_checkpoint(path)), path)
+    record = read_run_record(os.path.dirname(os.path.abspath(path)))
+    if record and record.get("status") not in (None, "finished"):
+        logger.warning("%s comes from a run that did not finish (%s): these are not the final weights.", path,
+                       _run_state(record))
+    model = build_model(cfg)
+    load_model_weights(model, state, path, strict=True)
+    return model, path
 
 
 def median_time(fn, repeat, warmup=True):

@@ -7,10 +7,11 @@ thing/stuff pixel share).
 """
 import sys
 
-from _common import parse_config
+from _common import parse_config, run
 
 from segmentation.data import build_dataset
 from segmentation.data.check import check_dataset
+from segmentation.data.datasets.base import DatasetError
 
 
 def main(argv=None):
@@ -18,7 +19,12 @@ def main(argv=None):
         parser.add_argument("--split", default=None, help="split to check (default: DATASET.TRAIN_SPLIT)")
     args, cfg = parse_config("Check a panoptic dataset.", argv, extra)
     split = args.split or cfg.DATASET.TRAIN_SPLIT
-    dataset = build_dataset(cfg, split, is_train=False)
+    try:
+        dataset = build_dataset(cfg, split, is_train=False)
+    except (OSError, ValueError, DatasetError) as e:  # missing folders or files, unreadable JSON: a finding
+        print(f"ERROR {e}")
+        print(f"{cfg.DATASET.DATASET} [{split}] cannot be read.")
+        return 1
     report = check_dataset(dataset)
     for error in report.errors:
         print(f"ERROR {error}")
@@ -31,4 +37,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

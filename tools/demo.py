@@ -17,17 +17,16 @@ import sys
 import cv2
 import numpy as np
 import torch
-from _common import checkpoint_path_for_inference, parse_config
+from _common import build_inference_model, parse_config, run
 
 from segmentation.config import merge_opts
 from segmentation.data import get_metadata
 from segmentation.data.datasets import read_image
 from segmentation.data.transforms import normalize, to_tensor
 from segmentation.engine import configure_host_memory, network_outputs, resolve_device
-from segmentation.model import build_model
 from segmentation.model.output_math import compose
+from segmentation.model.output_math.graph import prediction_variables
 from segmentation.model.output_math.wrapper import OutputMathModel
-from segmentation.utils.checkpoint import load_checkpoint, model_state
 from segmentation.utils.visualization import (
     colorize_instances,
     colorize_panoptic,
@@ -85,7 +84,8 @@ def main(argv=None):
         parser.add_argument("--input", nargs="+", required=True, help="images, folders of images or video files")
         parser.add_argument("--output", required=True, help="output folder")
         parser.add_argument("--merge-image", action="store_true", help="blend the predictions over the image")
-        parser.add_argument("--dump", nargs="*", default=[], metavar="NAME", help="OM variables to save")
+        parser.add_argument("--dump", nargs="*", default=[], metavar="NAME",
+                            help="OM variables to save (computable without ground truth; a wrong name lists them)")
         parser.add_argument("--opts", dest="late_opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                             help="config overrides (last on the line: --input and --dump take several values)")
     args, cfg = parse_config("Panoptic-DeepLab demo.", argv, extra)
@@ -93,14 +93,18 @@ def main(argv=None):
         cfg.defrost()
         merge_opts(cfg, args.late_opts)
         cfg.freeze()
-    path = checkpoint_path_for_inference(cfg)
     device = resolve_device(cfg)
     configure_host_memory(cfg, device)
     metadata = get_metadata(cfg)
-    model = build_model(cfg)
-    model.load_state_dict(model_state(load_checkpoint(path)))
+    model, _ = build_inference_model(cfg)
     if not isinstance(model, OutputMathModel):  # the conventional network, read through the base formulation
         model = OutputMathModel(model, compose("panoptic-deeplab"), cfg, metadata)
+    dumpable = prediction_variables(model.om_class)
+    unknown = [name for name in args.dump if name not in dumpable]
+    if unknown:
+        raise ValueError(f"--dump {' '.join(unknown)}: not computable from an image alone (the demo has no ground "
+                         f"truth) or not a variable of {model.om_class.__name__}. Variables it can dump: "
+                         f"{', '.join(dumpable)}.")
     model.to(device).eval()
     panoptic = cfg.MODEL.META_ARCHITECTURE == "panoptic_deeplab" and cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE
     count = 0
@@ -126,4 +130,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -13,13 +13,11 @@ import sys
 import warnings
 
 import torch
-from _common import checkpoint_path_for_inference, parse_config
+from _common import build_inference_model, parse_config, run
 
 from segmentation.data import get_metadata
-from segmentation.model import build_model
 from segmentation.model.export import EXPORT_FORMATS, PanopticExportModel, export_model
 from segmentation.model.output_math.wrapper import OutputMathModel
-from segmentation.utils.checkpoint import load_checkpoint, model_state
 
 
 def run_exported(path, fmt, image):
@@ -44,10 +42,9 @@ def main(argv=None):
         parser.add_argument("--output", help="file to write (OUTPUT_DIR/panoptic_deeplab.{pt,onnx})")
     args, cfg = parse_config("Export Panoptic-DeepLab with its decoding.", argv, extra)
     if cfg.MODEL.META_ARCHITECTURE != "panoptic_deeplab" or not cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE:
-        raise SystemExit("error: export needs MODEL.META_ARCHITECTURE panoptic_deeplab with the instance branch.")
-    path = checkpoint_path_for_inference(cfg)
-    net = build_model(cfg)
-    net.load_state_dict(model_state(load_checkpoint(path)))
+        raise ValueError("Export needs MODEL.META_ARCHITECTURE panoptic_deeplab with "
+                         "MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE True.")
+    net, _ = build_inference_model(cfg)
     if isinstance(net, OutputMathModel):  # the OM is a training-time view: export the network itself
         net = net.net
     model = PanopticExportModel(net, get_metadata(cfg), cfg.POST_PROCESSING).eval()
@@ -72,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -7,7 +7,9 @@ overriding mixins), graph_mixins.md (what each mixin changes) and, when Graphviz
 graph.png / graph.svg. ``--recorded`` runs one training batch of the configured dataset through a randomly
 initialised model, then decodes it, and draws the requests recorded at run time (nodes carry their arguments).
 """
-from _common import parse_config
+import sys
+
+from _common import parse_config, run
 
 from segmentation.model.output_math import build_output_math_class, recorded_graph, static_graph, write_graph_outputs
 
@@ -43,4 +45,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

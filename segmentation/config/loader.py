@@ -53,8 +53,15 @@ def _read_yaml(path, seen=()):
     path = os.path.abspath(path)
     if path in seen:
         raise ConfigError(f"Config file '{path}' inherits from itself through _BASE_.")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"Config file '{path}'{line} is not valid plain YAML: {problem}. Tags such as !!python "
+                          f"are not accepted; write plain values.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config file '{path}' must hold a mapping of keys, not {type(data).__name__}.")
     base = data.pop(BASE_KEY, None)
@@ -114,6 +121,59 @@ def load_config(path=None, opts=None, freeze=True):
         import warnings
         warnings.warn("OM.BASE is deprecated; use OM.NAME.", DeprecationWarning, stacklevel=2)
         cfg.OM.NAME = cfg.OM.BASE
+    validate_config(cfg)
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def _positive_pair(value):
+    return (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
+
+
+def validate_config(cfg):
+    """Values that would fail late (at the first batch, or never): raise ConfigError naming the key and the fix."""
+    if cfg.TRAIN.MAX_ITER < 1:
+        raise ConfigError(f"TRAIN.MAX_ITER must be at least 1, got {cfg.TRAIN.MAX_ITER}.")
+    if cfg.TRAIN.IMS_PER_BATCH < 1 or cfg.TRAIN.ACCUMULATE_STEPS < 1:
+        raise ConfigError(f"TRAIN.IMS_PER_BATCH and TRAIN.ACCUMULATE_STEPS must be at least 1, got "
+                          f"{cfg.TRAIN.IMS_PER_BATCH} and {cfg.TRAIN.ACCUMULATE_STEPS}.")
+    for key in ("DATASET.CROP_SIZE", "DATASET.SYNTHETIC.IMAGE_SIZE"):
+        node, leaf = cfg, key.split(".")
+        for part in leaf:
+            node = node[part]
+        if not _positive_pair(node):
+            raise ConfigError(f"{key} must be two positive integers (height, width), e.g. (512, 1024); got "
+                              f"{node!r}.")
+    if len(cfg.DATASET.STD) != 3 or any(v <= 0 for v in cfg.DATASET.STD) or len(cfg.DATASET.MEAN) != 3:
+        raise ConfigError(f"DATASET.MEAN must hold 3 values and DATASET.STD 3 positive values (RGB), got "
+                          f"{tuple(cfg.DATASET.MEAN)} and {tuple(cfg.DATASET.STD)}.")
+    if cfg.PRINT_FREQ < 1:
+        raise ConfigError(f"PRINT_FREQ must be at least 1, got {cfg.PRINT_FREQ}.")
+    if cfg.OM.MIXINS and not cfg.OM.NAME:
+        raise ConfigError(f"OM.MIXINS is {list(cfg.OM.MIXINS)} but OM.NAME is empty, so no formulation would use "
+                          f"them: set OM.NAME (e.g. panoptic-deeplab) or remove OM.MIXINS.")
+    if "cpu-tensors" in cfg.OM.MIXINS and cfg.DATASET.PAN_ONLY:
+        raise ConfigError("OM.MIXINS has 'cpu-tensors' (it reads the loader's CPU targets) but DATASET.PAN_ONLY is "
+                          "True (the loader ships no targets): set DATASET.PAN_ONLY False.")
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Plain YAML: no anchors or aliases (``&id001``) when two keys hold the same object."""
+
+    def ignore_aliases(self, data):
+        return True
+
+    def represent_list(self, data):  # lists inline, mappings as blocks
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+_PlainDumper.add_representer(list, _PlainDumper.represent_list)
+
+
+def dump_config(cfg):
+    """``cfg`` as plain YAML text that ``load_config`` reads back (keys in definition order)."""
+    def plain(node):
+        return {k: plain(v) if isinstance(v, CN) else list(v) if isinstance(v, tuple) else v for k, v in node.items()}
+    return yaml.dump(plain(cfg), Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, width=120)

@@ -43,15 +43,24 @@ class TrainingSampler(Sampler):
 
 
 def _worker_init(worker_id):
+    import signal
+
     import cv2
     cv2.setNumThreads(0)  # avoid oversubscribing the cores with OpenCV threads inside workers
+    # SIGINT/SIGTERM sent to the whole process group (Ctrl-C, `timeout`, SLURM, Kubernetes) are the main process's
+    # to handle: it finishes the step, saves and shuts the workers down. A worker dying of the signal would make
+    # the main process raise before it could save.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_train_loader(cfg, rank=0, world_size=1, start=0):
     """Infinite training loader of this process; ``start`` samples of its stream are skipped (resume)."""
     from .check import require_valid_dataset
     dataset = build_dataset(cfg, cfg.DATASET.TRAIN_SPLIT, is_train=True)
-    require_valid_dataset(dataset)
+    import os
+    # the trainer writes the resolved config there before building the loader: the command names a real file
+    require_valid_dataset(dataset, config_path=os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
     per_step = world_size * cfg.TRAIN.ACCUMULATE_STEPS
     if cfg.TRAIN.IMS_PER_BATCH % per_step:
         raise ValueError(f"TRAIN.IMS_PER_BATCH ({cfg.TRAIN.IMS_PER_BATCH}) is the global batch and must be divisible "

@@ -106,7 +106,7 @@ def check_dataset(dataset, deep=True, max_errors=None):
     return report
 
 
-def require_valid_dataset(dataset, config_path="FILE"):
+def require_valid_dataset(dataset, config_path):
     """Raise DatasetError when the cheap checks find problems, pointing at tools/check_dataset.py."""
     report = check_dataset(dataset, deep=False, max_errors=20)
     if not report.ok:

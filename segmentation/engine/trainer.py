@@ -1,9 +1,20 @@
 """The training loop: single process by default, DistributedDataParallel under torchrun.
 
 Features: mixed precision for the network (OM targets, losses and decoding stay float32), gradient accumulation and
-clipping, atomic checkpoints keeping the last K, exact resume (model, optimizer, scheduler, grad scaler, iteration,
-RNG states and the data stream), SIGINT/SIGTERM save and exit cleanly, a non-finite loss stops training after
-saving the last good state, progress lines with ETA, TensorBoard scalars and OM-variable image grids.
+clipping, durable atomic checkpoints keeping the last K, exact resume (model, optimizer, grad scaler, iteration, RNG
+states and the data stream; the schedule follows the current config), progress lines with ETA, TensorBoard scalars
+and OM-variable image grids.
+
+Nothing lost, nothing silent:
+
+* SIGINT/SIGTERM (to the trainer or its whole process group, loader workers included) finish the iteration in
+  progress, save it and raise ``TrainingInterrupted`` (the tools exit with 128 + the signal number).
+* Every step reads one vector of health flags (losses, input images, gradients, parameters, BatchNorm buffers) in a
+  single host synchronisation. A non-finite value stops training with what was wrong named; the state saved is the
+  state before the failing step, bit for bit (the step's BatchNorm updates and RNG draws are rolled back).
+* A crash (a loader worker killed, a data error) saves the last completed iteration when the state is intact.
+* A checkpoint holding a non-finite tensor never replaces a finite one; ``final_state.pth`` is written only after
+  the last iteration; ``run.json`` records how the run ended (``status``: running, finished, interrupted, failed).
 """
 import contextlib
 import json
@@ -22,7 +33,13 @@ from ..model import build_model
 from ..model.output_math import OutputMath
 from ..solver import build_lr_scheduler, build_optimizer, clip_gradients
 from ..utils import comm
-from ..utils.checkpoint import load_checkpoint, save_checkpoint
+from ..utils.checkpoint import (
+    CheckpointWriteError,
+    load_checkpoint,
+    non_finite_tensors,
+    remove_orphaned_temporaries,
+    save_checkpoint,
+)
 from ..utils.logger import format_seconds
 from ..utils.memory import keep_freed_memory
 
@@ -30,6 +47,18 @@ logger = logging.getLogger("segmentation")
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
 FINAL_NAME = "final_state.pth"
+RUN_RECORD_NAME = "run.json"
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM stopped training after the iteration in progress was saved; ``exit_code`` is 128 + the signal
+    number, as a shell reports a process killed by that signal."""
+
+    def __init__(self, signal_name, iteration, path):
+        self.signal_name, self.iteration = signal_name, iteration
+        self.exit_code = 128 + int(signal.Signals[signal_name])
+        super().__init__(f"{signal_name} received: stopped after iteration {iteration}, saved in {path}; continue "
+                         f"with TRAIN.RESUME True.")
 
 
 def configure_host_memory(cfg, device):
@@ -97,11 +126,12 @@ def set_rng_states(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_run_record(cfg, output_dir):
-    """The resolved config (YAML), the git revision and the package versions, for reproducibility."""
+def save_run_record(cfg, output_dir, **fields):
+    """The resolved config (plain YAML), the git revision, the package versions and ``fields`` (e.g. status)."""
+    from ..config import dump_config
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
+        f.write(dump_config(cfg))
     import importlib.metadata
     import platform
     import subprocess
@@ -117,15 +147,85 @@ def save_run_record(cfg, output_dir):
         except importlib.metadata.PackageNotFoundError:
             packages[name] = None
     record = {"git_revision": rev, "python": platform.python_version(), "packages": packages,
-              "world_size": comm.get_world_size()}
-    with open(os.path.join(output_dir, "run.json"), "w") as f:
-        json.dump(record, f, indent=2)
+              "world_size": comm.get_world_size(), **fields}
+    _write_json_atomically(os.path.join(output_dir, RUN_RECORD_NAME), record)
+
+
+def _write_json_atomically(path, data):
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def update_run_record(output_dir, **fields):
+    """Set ``fields`` in OUTPUT_DIR/run.json (e.g. ``status``, ``iteration``, ``reason``)."""
+    path = os.path.join(output_dir, RUN_RECORD_NAME)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        record = {}
+    record.update(fields)
+    _write_json_atomically(path, record)
+
+
+def read_run_record(folder):
+    """OUTPUT_DIR/run.json of ``folder`` as a dict, or None when it is missing or unreadable."""
+    try:
+        with open(os.path.join(folder, RUN_RECORD_NAME)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def require_trainable(cfg, model):
+    """Refuse, before anything runs, a formulation whose loss reads no network output (e.g. every prediction
+    replaced by an oracle mixin): such a config is for evaluation."""
+    from ..model.output_math.build import loss_reads_network_outputs
+    om_class = getattr(model, "om_class", None)
+    if om_class is not None and not loss_reads_network_outputs(om_class):
+        raise ValueError(f"Nothing to train: the loss of OM.NAME '{cfg.OM.NAME}' with OM.MIXINS "
+                         f"{list(cfg.OM.MIXINS)} reads no network output (the mixins replace every prediction it "
+                         f"uses). This config is for evaluation: run it with tools/test_net.py and TEST.MODEL_FILE "
+                         f"set to any checkpoint of this architecture.")
+
+
+_RESUME_IGNORED = ("TRAIN.RESUME", "OUTPUT_DIR")
+
+
+def check_resumed_config(saved_yaml, cfg, path):
+    """Log every key whose value differs between the checkpoint's config and ``cfg``; refuse an optimizer change
+    (its state would not fit the new optimizer)."""
+    import yaml
+    from yacs.config import CfgNode as CN
+
+    def flat(node, prefix=""):
+        out = {}
+        for k, v in node.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[prefix + k] = list(v) if isinstance(v, tuple) else v
+        return out
+    old = flat(yaml.safe_load(saved_yaml) or {})
+    new = flat(cfg if isinstance(cfg, CN) else dict(cfg))
+    if old.get("SOLVER.OPTIMIZER", cfg.SOLVER.OPTIMIZER) != cfg.SOLVER.OPTIMIZER:
+        raise ValueError(f"SOLVER.OPTIMIZER is '{cfg.SOLVER.OPTIMIZER}' but the checkpoint {path} was trained with "
+                         f"'{old['SOLVER.OPTIMIZER']}': its optimizer state cannot be resumed. Set SOLVER.OPTIMIZER "
+                         f"{old['SOLVER.OPTIMIZER']}, or start a new run (another OUTPUT_DIR, MODEL.WEIGHTS {path}).")
+    changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(new)
+               if k in old and k not in _RESUME_IGNORED and old[k] != new[k]]
+    if changed:
+        logger.warning("Resuming with %d config value(s) changed since the checkpoint (the current ones apply, the "
+                       "learning-rate schedule included):\n  %s", len(changed), "\n  ".join(changed))
 
 
 class Trainer:
     """Builds model, data, optimizer and scheduler from ``cfg`` and runs ``TRAIN.MAX_ITER`` iterations."""
 
     def __init__(self, cfg):
+        from ..config import validate_config
+        validate_config(cfg)
         self.cfg = cfg
         self.output_dir = cfg.OUTPUT_DIR
         self.device = resolve_device(cfg)
@@ -138,6 +238,7 @@ class Trainer:
             logger.warning("The OM computes every target itself, but DATASET.PAN_ONLY is False: the loaders also "
                            "compute CPU targets that nothing reads. Set DATASET.PAN_ONLY True to skip them.")
         model = build_model(cfg)
+        require_trainable(cfg, model)
         if self.world_size > 1:
             if self.device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -163,6 +264,12 @@ class Trainer:
         self._writer = None
         self._tensorboard_on = cfg.DEBUG.TENSORBOARD
         self._keep_outputs = False  # set for the iterations whose outputs go to the TensorBoard image grid
+        # what a failing step rolls back: the BatchNorm buffers and RNG states from before its forward passes
+        self._buffers = [b for b in self.net.buffers()]
+        self._buffer_snapshot = [b.detach().clone() for b in self._buffers]
+        self._rng_snapshot = None
+        if comm.is_main_process():
+            remove_orphaned_temporaries(self.output_dir)
         if cfg.TRAIN.RESUME:
             self.resume()
 
@@ -171,15 +278,22 @@ class Trainer:
     def checkpoint_path(self):
         return os.path.join(self.output_dir, CHECKPOINT_NAME)
 
-    def state_dict(self, iteration):
+    def state_dict(self, iteration, rng=None):
         return {"iteration": iteration, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_states()}
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": rng if rng is not None else rng_states(), "config": self.cfg.dump()}
 
-    def save(self, iteration):
-        """Atomically write checkpoint.pth.tar and checkpoint_<iteration>.pth; keep TRAIN.KEEP_LAST numbered ones."""
+    def save(self, iteration, rng=None):
+        """Atomically write checkpoint.pth.tar and checkpoint_<iteration>.pth; keep TRAIN.KEEP_LAST numbered ones.
+        A state with a non-finite tensor is refused (logged, nothing written): it never replaces a finite one."""
         if not comm.is_main_process():
-            return
-        state = self.state_dict(iteration)
+            return False
+        state = self.state_dict(iteration, rng)
+        bad = non_finite_tensors({"model": state["model"], "optimizer": state["optimizer"]})
+        if bad:
+            logger.error("Not saving iteration %d: %d tensor(s) are not finite (%s); %s keeps the last finite state.",
+                         iteration, len(bad), ", ".join(bad[:5]), self.checkpoint_path)
+            return False
         save_checkpoint(state, self.checkpoint_path)
         keep = self.cfg.TRAIN.KEEP_LAST
         if keep > 0:
@@ -188,20 +302,33 @@ class Trainer:
                               if f.startswith("checkpoint_") and f.endswith(".pth"))
             for old in numbered[:-keep]:
                 os.remove(os.path.join(self.output_dir, old))
+        return True
 
     def resume(self):
+        """Continue from checkpoint.pth.tar: model, optimizer state, grad scaler, RNG and iteration come from it;
+        the hyperparameters and the schedule come from the current config (differences are logged)."""
         if not os.path.isfile(self.checkpoint_path):
             logger.info("TRAIN.RESUME: no checkpoint at %s, starting from scratch.", self.checkpoint_path)
             return
         state = load_checkpoint(self.checkpoint_path)
+        if "config" in state:
+            check_resumed_config(state["config"], self.cfg, self.checkpoint_path)
         self.net.load_state_dict(state["model"])
+        current = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        for group, hyper in zip(self.optimizer.param_groups, current):
+            group.update(hyper)  # lr, weight decay, momentum ... of the current config
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         if "rng" in state:
             set_rng_states(state["rng"])
         self.start_iter = state["iteration"]
+        # the schedule of the current config (TRAIN.MAX_ITER, SOLVER.*), at the resumed iteration
+        self.scheduler.last_epoch = self.start_iter
+        lrs = self.scheduler.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self.scheduler._last_lr = list(lrs)
         logger.info("Resumed from %s at iteration %d.", self.checkpoint_path, self.start_iter)
 
     def save_final(self):
@@ -228,12 +355,16 @@ class Trainer:
         return out, logged_losses(out)  # OM variables and losses are computed here, outside autocast, in float32
 
     def train_step(self, loader):
-        """One optimizer step over TRAIN.ACCUMULATE_STEPS micro-batches; returns (losses, data seconds)."""
+        """One optimizer step's forward and backward passes over TRAIN.ACCUMULATE_STEPS micro-batches; returns
+        (losses, data seconds). The input images' finiteness is recorded for ``health``."""
         data_time, totals = 0.0, {}
+        self._inputs = []  # (file names, per-sample finite flags) of every micro-batch
         for micro in range(self.accumulate):
             t0 = time.perf_counter()
             batch = to_device(next(loader), self.device)
             data_time += time.perf_counter() - t0
+            self._phase = "forward"  # from here the step changes BatchNorm buffers and RNG states
+            self._inputs.append((batch.get("file_name"), torch.isfinite(batch["image"]).flatten(1).all(1)))
             last = micro == self.accumulate - 1
             sync = contextlib.nullcontext() if last or self.world_size == 1 else self.model.no_sync()
             with sync:
@@ -246,14 +377,59 @@ class Trainer:
         self._last_out = out if self._keep_outputs else None
         return totals, data_time
 
+    def _snapshot(self):
+        """Remember what a failing step must roll back: BatchNorm buffers and RNG states."""
+        torch._foreach_copy_(self._buffer_snapshot, self._buffers)
+        self._rng_snapshot = rng_states()
+
+    def _rollback(self):
+        torch._foreach_copy_(self._buffers, self._buffer_snapshot)
+        set_rng_states(self._rng_snapshot)
+
+    def health(self, losses):
+        """Named health checks of this step as {name: 0-d bool tensor on the device} (nothing read yet): input
+        images, parameters, BatchNorm buffers, gradients (unless the fp16 grad scaler handles them), losses."""
+        checks = {"input images": torch.cat([f for _, f in self._inputs]).all()}  # causes first, then effects
+        float_buffers = [b for b in self._buffers if b.is_floating_point()]
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        grads = [p.grad for p in params if p.grad is not None]
+        for name, tensors in (("parameters", params), ("BatchNorm buffers", float_buffers),
+                              ("gradients", [] if self.scaler.is_enabled() else grads)):
+            if tensors:
+                checks[name] = torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all()
+        checks.update({f"loss '{k}'": torch.isfinite(v) for k, v in losses.items()})
+        return checks
+
+    def _describe_non_finite(self, failed):
+        """Names of what is not finite, for the error message (read only when a check failed)."""
+        parts = []
+        for name in failed:
+            if name == "input images":
+                files = [f for names, ok in self._inputs for f, good in zip(names or [], ok.tolist()) if not good]
+                parts.append(f"input images ({', '.join(map(str, files)) or 'unnamed'}; check the data and "
+                             f"DATASET.MEAN/STD)")
+            elif name in ("parameters", "gradients"):
+                named = [(n, p if name == "parameters" else p.grad) for n, p in self.net.named_parameters()
+                         if p.requires_grad and (name == "parameters" or p.grad is not None)]
+                parts.append(f"{name} ({', '.join(non_finite_tensors(dict(named))[:5])})")
+            elif name == "BatchNorm buffers":
+                parts.append(f"{name} ({', '.join(non_finite_tensors(dict(self.net.named_buffers()))[:5])})")
+            else:
+                parts.append(name)
+        return "; ".join(parts)
+
     def train(self):
+        """Run the remaining iterations. Raises TrainingInterrupted after a SIGINT/SIGTERM (state saved),
+        FloatingPointError on a non-finite value (the state before the failing step saved)."""
         cfg = self.cfg
-        if comm.is_main_process():
-            save_run_record(cfg, self.output_dir)
         max_iter = cfg.TRAIN.MAX_ITER
+        if comm.is_main_process():
+            save_run_record(cfg, self.output_dir, status="running", start_iteration=self.start_iter,
+                            max_iter=max_iter)
         if self.start_iter >= max_iter:
             logger.info("Already trained for %d iterations.", self.start_iter)
             self.save_final()
+            self._record_end("finished", self.start_iter)
             return
         per_process = cfg.TRAIN.IMS_PER_BATCH // self.world_size
         loader = iter(build_train_loader(cfg, rank=self.rank, world_size=self.world_size,
@@ -266,24 +442,33 @@ class Trainer:
         previous = self._install_signal_handlers()
         t_start, data_time, step_time, n, sums = time.perf_counter(), 0.0, 0.0, 0, {}
         done = self.start_iter
+        self._phase = "clean"  # clean: the state is that of iteration `done`; forward: restorable; update: not
         try:
             for it in range(self.start_iter, max_iter):
                 t0 = time.perf_counter()
+                self._snapshot()
                 self.optimizer.zero_grad(set_to_none=True)
                 self._keep_outputs = (cfg.DEBUG.DEBUG and self._tensorboard_on
                                       and (it + 1) % cfg.DEBUG.DEBUG_FREQ == 0)
                 losses, dt = self.train_step(loader)
-                bad = [k for k, v in losses.items() if not torch.isfinite(v)]
-                if bad:  # checked before the step: the saved state is the last good one
-                    self.save(it)
-                    raise FloatingPointError(f"Non-finite {', '.join(bad)} at iteration {it + 1}; the last good state "
-                                             f"(iteration {it}) is saved in {self.checkpoint_path}.")
+                checks = self.health(losses)
+                checks["no stop signal"] = torch.tensor(self._stop_signal is None, device=self.device)
+                flags = torch.stack(list(checks.values())).to(torch.int32)
+                if self.world_size > 1:  # every process fails, or stops, at the same iteration
+                    torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+                ok = dict(zip(checks, flags.tolist()))  # the step's one host synchronisation
+                stop = not ok.pop("no stop signal")
+                if not all(ok.values()):
+                    self._fail_non_finite(it, [name for name, good in ok.items() if not good])
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
+                self._phase = "update"
                 self.scaler.unscale_(self.optimizer)
                 clip_gradients(cfg, self.net.parameters())
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
                 done = it + 1
+                self._phase = "clean"
                 data_time += dt
                 step_time += time.perf_counter() - t0 - dt
                 n += 1
@@ -296,28 +481,69 @@ class Trainer:
                     eta = elapsed / (done - self.start_iter) * (max_iter - done)
                     parts = "  ".join(f"{k} {v:.4f}" for k, v in avg.items())
                     logger.info("iter %d/%d  %s  lr %.2e  data %.3fs  step %.3fs  eta %s", done, max_iter, parts,
-                                self.optimizer.param_groups[0]["lr"], data_time / n, step_time / n,
-                                format_seconds(eta))
-                    self._log_scalars(done, avg, data_time / n, step_time / n)
+                                lr, data_time / n, step_time / n, format_seconds(eta))
+                    self._log_scalars(done, avg, lr, data_time / n, step_time / n)
                     sums, data_time, step_time, n = {}, 0.0, 0.0, 0
                 if self._keep_outputs:
                     self._log_images(done)
                     self._last_out = None
+                if stop:
+                    name = self._stop_signal or "SIGTERM"  # None: another process received it
+                    self.save(done)
+                    self._record_end("interrupted", done, f"{name} received")
+                    raise TrainingInterrupted(name, done, self.checkpoint_path)
                 if cfg.CKPT_FREQ > 0 and done % cfg.CKPT_FREQ == 0 and done < max_iter:
                     self.save(done)
-                if self._stop_signal:
-                    logger.info("%s received: saved the checkpoint of iteration %d, stopping.", self._stop_signal,
-                                done)
-                    self.save(done)
-                    return
             self.save(max_iter)
+            self.save_final()
+            self._record_end("finished", max_iter)
+        except (TrainingInterrupted, FloatingPointError):
+            raise
+        except BaseException as e:
+            self._save_after_crash(done, e)
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if self._writer is not None:
                 self._writer.close()
-            self.save_final()
         logger.info("Training done in %s.", format_seconds(time.perf_counter() - t_start))
+
+    def _record_end(self, status, iteration, reason=""):
+        if comm.is_main_process():
+            update_run_record(self.output_dir, status=status, iteration=iteration, reason=reason)
+
+    def _fail_non_finite(self, it, failed):
+        """Roll the failing step back, save the state before it (unless it is itself broken), raise."""
+        what = self._describe_non_finite(failed)
+        if "parameters" in failed:  # made by the previous update: the state before this step is already broken
+            saved = f"nothing saved: {self.checkpoint_path} keeps the last finite state (lower SOLVER.BASE_LR?)"
+        else:
+            self._rollback()
+            saved = (f"the state before it (iteration {it}) is saved in {self.checkpoint_path}"
+                     if it > self.start_iter and self.save(it, rng=self._rng_snapshot) else
+                     "nothing new to save")
+        self._record_end("failed", it, f"non-finite values at iteration {it + 1}: {what}")
+        raise FloatingPointError(f"Non-finite values at iteration {it + 1}: {what}; {saved}.")
+
+    def _save_after_crash(self, done, error):
+        """After an unexpected error, save the last completed iteration if the state is intact (e.g. a loader
+        worker died while the next batch was being fetched) and record the failure."""
+        saved = False
+        if self._phase != "update" and done > self.start_iter and not isinstance(error, CheckpointWriteError):
+            if self._phase == "forward":
+                self._rollback()
+            try:
+                saved = self.save(done, rng=self._rng_snapshot)
+            except Exception as save_error:  # report the original error, not this one
+                logger.error("Could not save after the error: %s", save_error)
+        if saved:
+            logger.error("Training stopped by %s; the state of iteration %d is saved in %s.",
+                         type(error).__name__, done, self.checkpoint_path)
+        try:
+            self._record_end("failed", done, f"{type(error).__name__}: {error}")
+        except OSError:
+            pass
 
     # ---- TensorBoard ---------------------------------------------------------------------------------------------
     def _tensorboard(self):
@@ -332,13 +558,13 @@ class Trainer:
             self._writer = SummaryWriter(os.path.join(self.output_dir, "tensorboard"))
         return self._writer
 
-    def _log_scalars(self, it, losses, data_time, step_time):
+    def _log_scalars(self, it, losses, lr, data_time, step_time):
         writer = self._tensorboard()
         if writer is None:
             return
         for k, v in losses.items():
             writer.add_scalar(f"train/{k}", v, it)
-        writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], it)
+        writer.add_scalar("train/lr", lr, it)
         writer.add_scalar("time/data_s", data_time, it)
         writer.add_scalar("time/step_s", step_time, it)
 

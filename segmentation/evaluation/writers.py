@@ -1,7 +1,8 @@
 """Predictions in the official file formats (TEST.SAVE_PREDICTIONS), ready for the official evaluators and servers.
 
 * semantic: ``<SEMANTIC_FOLDER>/<image>.png``, one channel of *evaluation* ids (Cityscapes label ids, COCO
-  category ids; the train ids for datasets without a separate evaluation id);
+  category ids; the train ids for datasets without a separate evaluation id); unlabelled pixels get 0 (or the
+  ignore label for datasets without evaluation ids);
 * panoptic: ``<PANOPTIC_FOLDER>/<image>.png`` in the COCO panoptic colour encoding (id = R + 256 G + 256^2 B) and
   ``<PANOPTIC_FOLDER>.json`` with ``annotations`` (segments_info with evaluation category ids) and ``categories``.
   For Cityscapes this is the format of cityscapesscripts' ``evalPanopticSemanticLabeling``.
@@ -35,13 +36,17 @@ class PredictionWriter:
         self.panoptic_dir = os.path.join(output_dir, panoptic_folder)
         self.panoptic_json = self.panoptic_dir + ".json"
         self.eval_ids = eval_id_table(metadata)
+        # pixels without a class (the ignore label, e.g. from TEST.ORACLE_SEMANTIC): evaluation id 0 (Cityscapes'
+        # "unlabeled", COCO's void) where evaluation ids exist, else the ignore label itself
+        self.void_eval_id = 0 if metadata.eval_ids else metadata.ignore_label
         self.annotations = []
         os.makedirs(self.semantic_dir, exist_ok=True)
 
     def write(self, image_id, semantic, panoptic=None):
         """semantic: train ids [H, W]; panoptic: optional train-id-encoded panoptic map [H, W] (arrays or tensors)."""
         semantic = np.asarray(semantic.cpu() if hasattr(semantic, "cpu") else semantic, dtype=np.int64)
-        ids = self.eval_ids[semantic]
+        known = (semantic >= 0) & (semantic < len(self.eval_ids))
+        ids = np.where(known, self.eval_ids[np.where(known, semantic, 0)], self.void_eval_id)
         ids = ids.astype(np.uint8 if ids.max(initial=0) < 256 else np.uint16)
         Image.fromarray(ids).save(os.path.join(self.semantic_dir, f"{image_id}.png"))
         if panoptic is None:

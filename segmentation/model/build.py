@@ -1,8 +1,6 @@
 """Build the configured model."""
 import logging
 
-import torch
-
 from .backbone import build_backbone
 from .meta_arch import META_ARCH_REGISTRY
 
@@ -31,18 +29,16 @@ def _check_feature_keys(cfg, backbone):
 
 
 def build_model(cfg):
-    """Backbone + meta-architecture from ``cfg``; MODEL.WEIGHTS initialises the whole model (non-strict)."""
+    """Backbone + meta-architecture from ``cfg``; MODEL.WEIGHTS initialises the tensors whose names and shapes match
+    (an error when fewer than half of the model's values would be loaded; the rest is reported by module)."""
     if cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG:
         raise NotImplementedError("MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG is not implemented; set it False.")
     backbone = build_backbone(cfg)
     backbone.set_out_features(_check_feature_keys(cfg, backbone))
     model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg, backbone)
     if cfg.MODEL.WEIGHTS:
-        state = torch.load(cfg.MODEL.WEIGHTS, map_location="cpu", weights_only=True)
-        state = state.get("model", state.get("state_dict", state))
-        result = model.load_state_dict(state, strict=False)
-        logger.info("Loaded %s: missing %s, unexpected %s", cfg.MODEL.WEIGHTS, result.missing_keys,
-                    result.unexpected_keys)
+        from ..utils.checkpoint import load_checkpoint, load_model_weights, model_state
+        load_model_weights(model, model_state(load_checkpoint(cfg.MODEL.WEIGHTS)), cfg.MODEL.WEIGHTS, strict=False)
     if cfg.OM.NAME or cfg.OM.BASE:
         from ..data import get_metadata
         from .output_math import build_output_math_class

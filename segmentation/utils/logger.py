@@ -5,8 +5,10 @@ import sys
 
 
 def setup_logger(output_dir=None, name="segmentation", rank=0):
+    """INFO and above on the console (rank 0 only); everything, DEBUG included (the resolved config, tracebacks),
+    in OUTPUT_DIR/log.txt."""
     logger = logging.getLogger(name)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
     logger.propagate = False
     for h in list(logger.handlers):
         logger.removeHandler(h)
@@ -15,6 +17,7 @@ def setup_logger(output_dir=None, name="segmentation", rank=0):
     if rank == 0:
         console = logging.StreamHandler(sys.stdout)
         console.setFormatter(fmt)
+        console.setLevel(logging.INFO)
         logger.addHandler(console)
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)

@@ -19,6 +19,9 @@ OM_REGISTRY = Registry(
 
 _COMPOSED = {}
 
+# what a formulation is for: the variables training and decoding compute (a mixin must change one of them)
+ROOTS = ("loss", "panoptic_pred")
+
 
 class OMCompositionError(ValueError):
     """A base/mixin combination cannot be built; the message names the culprits."""
@@ -76,8 +79,64 @@ def compose(base_name, mixin_names=()):
     except TypeError as e:
         raise OMCompositionError(f"Cannot linearise {', '.join(c.__name__ for c in bases)} (OM.NAME {base_name}, "
                                  f"OM.MIXINS {list(mixin_names)}): {e}") from None
+    _check_overrides_reached(cls, base, mixins)
     _COMPOSED[key] = cls
     return cls
+
+
+def _overrides(mixin, cls):
+    """Variables ``mixin`` defines that ``cls`` (a composition holding it) also inherits from another part."""
+    variables = set(cls.variables())
+    return [n for n in vars(mixin) if n in variables
+            and any(n in vars(c) for c in cls.__mro__ if c not in (mixin, OutputMath))]
+
+
+def _check_overrides_reached(cls, base, mixins):
+    """Refuse a mixin none of whose overrides can run for ``loss`` or ``panoptic_pred`` (another mixin replaced,
+    without reading it, every variable that consumed them); warn when a mixin shadows another's override of the
+    same variable without calling super()."""
+    from .graph import _definitions, _parse_requests, _unwrap, reached_definitions, static_graph
+    if not set(ROOTS) & set(cls.variables()):  # a formulation without loss or decoding: nothing to check against
+        return
+    reached = reached_definitions(cls, ROOTS)
+    for mixin in mixins:
+        overrides = _overrides(mixin, cls)
+        if not overrides or any((n, mixin) in reached for n in overrides):
+            for n in overrides:
+                defs = _definitions(cls, n)
+                higher = defs[:defs.index(mixin)]
+                if higher and (n, mixin) not in reached:
+                    warnings.warn(f"OM mixin '{higher[-1].OM_NAME}' overrides {n} without calling super(): the "
+                                  f"override of '{mixin.OM_NAME}' is never used.", stacklevel=3)
+            continue
+        alone = static_graph(_make_class((base, mixin), (base.OM_NAME, (mixin.OM_NAME,))))
+        consumers = set().union(*(alone.downstream(n) | {n} for n in overrides))
+        culprits = []
+        for other in mixins:
+            if other is mixin:
+                continue
+            cut = sorted(n for n in vars(other) if n in consumers and not (
+                set(overrides) & _parse_requests(_unwrap(vars(other)[n]))[0]))
+            if cut:
+                culprits.append(f"'{other.OM_NAME}' overrides {', '.join(cut)}")
+        because = f": {'; '.join(culprits)} without reading them" if culprits else ""
+        raise OMCompositionError(
+            f"OM mixin '{mixin.OM_NAME}' has no effect in OM.MIXINS {[m.OM_NAME for m in mixins]}: its "
+            f"{', '.join(overrides)} can never be computed for {' or '.join(ROOTS)}{because}. Remove one of them "
+            f"from OM.MIXINS.")
+
+
+def loss_reads_network_outputs(cls):
+    """Whether ``loss`` of the OutputMath class ``cls`` reads a network output (a ``*_pred`` variable taken from
+    the raw batch), i.e. whether training it can change the network."""
+    from .graph import reached_definitions
+    return any(raw and name.endswith("_pred") for (name, _), raw in reached_definitions(cls, ("loss",)).items())
+
+
+def _make_class(parts, key):
+    base, *mixins = parts
+    bases = tuple(reversed(mixins)) + (base,)
+    return type("+".join(c.__name__ for c in parts), bases, {"__module__": __name__, "_om_parts": key})
 
 
 def build_output_math_class(cfg):

@@ -261,6 +261,40 @@ def _requests_of(cls, name, start=0, seen=None):
     return out, raw
 
 
+def reached_definitions(cls, roots):
+    """{(name, defining class): reads the raw batch} for every definition that runs when ``roots`` are computed:
+    requests go to the most derived definition, ``super().name`` to the next one in the MRO, helpers are followed.
+    A definition missing here can never run for these roots (e.g. an override shadowed by a later mixin)."""
+    reached, todo = {}, [(name, 0) for name in roots]
+    seen = set()
+    while todo:
+        name, position = todo.pop()
+        defs = _definitions(cls, name)
+        if position >= len(defs) or (name, position) in seen:
+            continue
+        seen.add((name, position))
+        fn = _unwrap(vars(defs[position])[name])
+        if not callable(fn):
+            continue
+        requests, helpers, supers, raw = _parse_requests(fn)
+        reached[(name, defs[position])] = raw
+        todo += [(r, 0) for r in requests | helpers]
+        if name in supers:
+            todo.append((name, position + 1))
+    return reached
+
+
+def prediction_variables(cls):
+    """Sorted names of the variables of ``cls`` computable from the network outputs alone (no ground truth): every
+    definition they run that reads the raw batch reads a ``*_pred`` entry."""
+    names = []
+    for name in cls.variables():
+        reached = reached_definitions(cls, (name,))
+        if all(not raw or var.endswith("_pred") for (var, _), raw in reached.items()):
+            names.append(name)
+    return sorted(names)
+
+
 def static_graph(cls):
     """The static DataflowGraph of an OutputMath class (computed once per class)."""
     cached = cls.__dict__.get("_om_static_graph")

@@ -7,6 +7,7 @@ from segmentation.config import get_default_config
 from segmentation.model.output_math import (
     OM_REGISTRY,
     OMCompositionError,
+    OutputMath,
     build_output_math_class,
     compose,
     register_om,
@@ -21,11 +22,41 @@ MIXINS = _names("mixin")
 
 def test_last_mixin_listed_wins():
     a = compose("toy", ("toy-oracle", "toy-shift"))
-    b = compose("toy", ("toy-shift", "toy-oracle"))
     assert a.__mro__[1:4] == (ToyShift, ToyOracle, ToyBase)
     assert a(batch()).scaled_pred().tolist() == [3.0, 5.0]  # shift applied on top of the oracle
-    assert b(batch()).scaled_pred().tolist() == [2.0, 4.0]  # the oracle hides the shift
     assert a.__name__ == "ToyBase+ToyOracle+ToyShift"
+
+
+def test_a_mixin_whose_override_can_never_run_is_refused():
+    # the oracle (listed last, highest precedence) replaces scaled_pred without super(): the shift would be dead
+    with pytest.raises(OMCompositionError, match=r"'toy-shift' has no effect .*'toy-oracle' overrides scaled_pred"):
+        compose("toy", ("toy-shift", "toy-oracle"))
+
+
+def test_learnable_centers_under_cpu_tensors_is_refused_in_either_order():
+    for mixins in (("learnable-centers", "cpu-tensors"), ("cpu-tensors", "learnable-centers")):
+        with pytest.raises(OMCompositionError, match=r"'learnable-centers' has no effect.*centroids_truth.*"
+                                                     r"'cpu-tensors' overrides center_truth, offset_truth"):
+            compose("panoptic-deeplab", mixins)
+
+
+@register_om("toy-double", "mixin")
+class ToyDouble(OutputMath):
+    """Test mixin: overrides scaled_pred (ignoring super()) and adds another override that stays reachable."""
+
+    def scaled_pred(self, factor: float = 2.0, *, offset: float | None = None):
+        """Doubled truth."""
+        return 2 * self.y_truth()
+
+    def error_loss(self):
+        """Squared error."""
+        return (self.scaled_pred() - self.y_truth()).pow(2).mean()
+
+
+def test_a_shadowed_override_of_a_still_useful_mixin_warns():
+    with pytest.warns(UserWarning, match=r"'toy-oracle' overrides scaled_pred without calling super\(\): the "
+                                          "override of 'toy-double' is never used"):
+        compose("toy", ("toy-double", "toy-oracle"))
 
 
 def test_composed_class_is_created_once_per_combination():
@@ -71,6 +102,17 @@ def test_config_path_and_om_base_alias():
         build_output_math_class(cfg)
 
 
+def _has_a_dead_mixin(parts, message):
+    """The refusal names a mixin none of whose definitions runs for loss or panoptic_pred (checked here
+    independently on the composition built without checks)."""
+    from segmentation.model.output_math.build import ROOTS, _make_class
+    from segmentation.model.output_math.graph import reached_definitions
+    cls = _make_class(parts, None)
+    reached = {c for _, c in reached_definitions(cls, ROOTS)}
+    dead = [p for p in parts[1:] if p not in reached]
+    return any(f"'{p.OM_NAME}' has no effect" in message for p in dead)
+
+
 def _compose_or_refuse(base, mixins):
     try:
         return compose(base, mixins)
@@ -79,7 +121,7 @@ def _compose_or_refuse(base, mixins):
         declared = any(b.OM_NAME in a.OM_INCOMPATIBLE for a in parts for b in parts)
         # a mixin listed before one of its own bases would precede its subclass in the MRO
         unordered = any(issubclass(parts[i], parts[j]) for i in range(1, len(parts)) for j in range(i + 1, len(parts)))
-        assert declared or unordered, str(e)
+        assert declared or unordered or _has_a_dead_mixin(parts, str(e)), str(e)
         return None
 
 
