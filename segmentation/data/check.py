@@ -1,4 +1,4 @@
-"""Dataset checker: every problem of a COCO-panoptic-format dataset, each with the file it is in.
+"""Dataset checker: every problem of a dataset, each with the file it is in.
 
 ``check_dataset(dataset, deep=True)`` reads every annotation (and image header) and returns a ``CheckReport``.
 ``deep=False`` checks only what the JSON and the file system tell (cheap): it runs before every training.
@@ -37,10 +37,15 @@ class CheckReport:
 
 
 def check_dataset(dataset, deep=True, max_errors=None):
-    """Check a CocoPanopticFormat dataset; other datasets (generated ones) are reported as fine."""
+    """Check a dataset. COCO-panoptic-format datasets (COCO, Cityscapes panoptic, custom) get file-level checks of
+    their JSON and PNGs; every other dataset (Cityscapes semantic, synthetic, ...) has each sample read through its
+    own ``load`` and checked (``check_samples``). ``deep=False``: only what is cheap (no image is read)."""
     report = CheckReport()
     if not isinstance(dataset, CocoPanopticFormat):
-        report.images = len(dataset)
+        if len(dataset) == 0:
+            report.errors.append(f"the {dataset.split} split has no sample")
+        if deep:
+            check_samples(dataset, report, max_errors)
         return report
     meta = dataset.metadata
     known = dataset.category_map
@@ -100,6 +105,52 @@ def check_dataset(dataset, deep=True, max_errors=None):
                 train_id = known[cat]
                 report.segments_per_class[train_id] += 1
                 if train_id in meta.thing_ids:
+                    report.thing_pixels += area_of[seg_id]
+                else:
+                    report.stuff_pixels += area_of[seg_id]
+    return report
+
+
+def check_samples(dataset, report, max_errors=None):
+    """Read every sample with ``dataset.load`` and check it: readable, an RGB uint8 image of the annotation's
+    size, every id of the map listed in ``segments`` and the reverse, categories within DATASET.NUM_CLASSES, crowd
+    flags only on things. Findings go to ``report`` (with the sample's file), as do the per-class counts."""
+    meta = dataset.metadata
+    for index in range(len(dataset)):
+        if max_errors is not None and len(report.errors) >= max_errors:
+            break
+        try:
+            raw = dataset.load(index)
+        except Exception as e:  # noqa: BLE001 - an unreadable sample is a finding, not a crash
+            report.errors.append(f"sample {index}: {e}")
+            continue
+        report.images += 1
+        where = raw.get("annotation_file") or raw.get("file_name", f"sample {index}")
+        image, pan, errors = np.asarray(raw["image"]), np.asarray(raw["panoptic"]), report.errors
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            errors.append(f"{raw.get('image_file', where)}: image is {image.dtype} {image.shape}, expected RGB uint8")
+        if image.shape[:2] != pan.shape:
+            errors.append(f"{where}: annotation is {pan.shape[1]}x{pan.shape[0]} but the image is "
+                          f"{image.shape[1]}x{image.shape[0]}")
+        ids, areas = np.unique(pan, return_counts=True)
+        area_of = dict(zip(ids.tolist(), areas.tolist()))
+        segments = raw["segments"]
+        listed = {seg["id"] for seg in segments}
+        for seg_id in sorted(set(area_of) - listed - {0}):
+            errors.append(f"{where}: id {seg_id} is in the annotation but not in its segments")
+        for seg in segments:
+            seg_id, cat = seg["id"], seg["category_id"]
+            if seg_id not in area_of:
+                errors.append(f"{where}: segment {seg_id} is listed but absent from the annotation")
+            elif not 0 <= cat < meta.num_classes:
+                errors.append(f"{where}: segment {seg_id} has category {cat}, outside the {meta.num_classes} "
+                              f"classes (0..{meta.num_classes - 1}; {meta.ignore_label} is ignored)")
+            elif seg.get("iscrowd", 0) and cat not in meta.thing_ids:
+                errors.append(f"{where}: segment {seg_id} is marked crowd but its class {cat} "
+                              f"({meta.class_names[cat]}) is a stuff class")
+            else:
+                report.segments_per_class[cat] += 1
+                if cat in meta.thing_ids:
                     report.thing_pixels += area_of[seg_id]
                 else:
                     report.stuff_pixels += area_of[seg_id]

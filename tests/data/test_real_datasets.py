@@ -211,3 +211,56 @@ def test_corrupt_image_during_training_names_the_file(tmp_path, workers):
     (tmp_path / "img_val" / "000000000001.png").write_bytes(b"\x89PNG truncated")
     with pytest.raises(Exception, match="000000000001.png"):
         next(iter(loader))
+
+
+def test_cs_create_panoptic_imgs_on_train_and_val_needs_set_names(tmp_path):
+    """datasets/README.md's commands on a train + val subset (no test split): without --set-names the official
+    tool exits 255; with `--set-names train val` it writes what cityscapes_panoptic reads."""
+    import subprocess
+    import sys
+    for split in ("train", "val"):
+        write_cityscapes(str(tmp_path), split, n=2, panoptic=False)
+    tool = os.path.join(os.path.dirname(sys.executable), "csCreatePanopticImgs")
+    gt = str(tmp_path / "gtFine")
+    args = [tool, "--dataset-folder", gt, "--output-folder", gt, "--use-train-id"]
+    assert subprocess.run(args, capture_output=True, timeout=300).returncode == 255
+    r = subprocess.run([*args, "--set-names", "train", "val"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for split in ("train", "val"):
+        assert len(build_dataset(_cfg("cityscapes_panoptic", tmp_path, 19), split, is_train=False)) == 2
+
+
+def test_checker_reads_every_cityscapes_semantic_sample(tmp_path):
+    """The semantic loader's datasets are checked sample by sample: a train id outside the 19 classes is named."""
+    root = tmp_path / "cs"
+    write_cityscapes(str(root), "val", n=2, panoptic=False)
+    cfg = _cfg("cityscapes", root, 19)
+    report = check_dataset(build_dataset(cfg, "val", is_train=False))
+    assert report.ok and report.images == 2 and sum(report.segments_per_class.values()) > 0
+    label_file = sorted((root / "gtFine" / "val").glob("*/*_labelTrainIds.png"))[0]
+    label = np.asarray(Image.open(label_file)).copy()
+    label[0, 0] = 30
+    Image.fromarray(label).save(label_file)
+    report = check_dataset(build_dataset(cfg, "val", is_train=False))
+    assert [e for e in report.errors if str(label_file) in e and "category 30, outside the 19 classes" in e]
+
+
+def test_checker_counts_the_segments_of_the_synthetic_dataset():
+    from segmentation.config import load_config
+    from tests.conftest import ROOT
+    cfg = load_config(os.path.join(ROOT, "configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml"),
+                      ["DATASET.SYNTHETIC.TRAIN_SIZE", "5"])
+    report = check_dataset(build_dataset(cfg, "train", is_train=False))
+    assert report.ok and report.images == 5 and sum(report.segments_per_class.values()) >= 15
+    assert report.thing_pixels > 0 and report.stuff_pixels > 0
+
+
+def test_checker_cli_reports_an_unprepared_cityscapes_root_as_an_error_line(tmp_path, capsys):
+    import check_dataset as tool
+    root = tmp_path / "cs"
+    write_cityscapes(str(root), "val", n=1, panoptic=False)  # no createPanopticImgs JSON
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(_cfg("cityscapes_panoptic", root, 19).dump())
+    assert tool.main(["--cfg", str(cfg_file), "--split", "val"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("ERROR Annotation file") and "cityscapes_panoptic_val_trainId.json" in out

@@ -29,7 +29,9 @@ class PanopticDataset(Dataset):
     ``segments`` (list of ``{"id", "category_id" (train id), "iscrowd"}``) and ``file_name``.
 
     ``__getitem__`` returns ``image`` (float32 [3, H, W], normalised), ``panoptic`` (long [H, W], train-id encoding of
-    ``metadata``), ``file_name`` and, unless ``pan_only``, the CPU targets of ``PanopticTargetGenerator``.
+    ``metadata``), ``file_name`` and, unless ``pan_only``, the CPU targets of ``PanopticTargetGenerator``. Training
+    samples with ``pan_only`` number crowd segments like instances and add ``crowd_table`` (bool [num_classes *
+    label_divisor + 1], True on their ids): see ``encode_panoptic``.
     """
 
     metadata = None  # DatasetMetadata, set by subclasses (or per instance, for datasets whose JSON defines it)
@@ -73,11 +75,12 @@ class PanopticDataset(Dataset):
         pan = pan.astype(np.int32, copy=False)
         if self.is_train and self.transforms is not None:
             image, pan = self.transforms(image, pan, np.random.default_rng([self.seed, position]))
-        out = {
-            "image": normalize(to_tensor(image), self.mean, self.std),
-            "panoptic": encode_panoptic(pan, raw["segments"], self.metadata),
-            "file_name": raw["file_name"],
-        }
+        out = {"image": normalize(to_tensor(image), self.mean, self.std), "file_name": raw["file_name"]}
+        if self.pan_only and self.is_train:  # the OM's targets need every crowd segment as its own segment
+            out["panoptic"], out["crowd_table"] = encode_panoptic(pan, raw["segments"], self.metadata,
+                                                                  distinct_crowd=True)
+        else:
+            out["panoptic"] = encode_panoptic(pan, raw["segments"], self.metadata)
         if not self.pan_only and self.target_generator is not None:
             targets = self.target_generator(pan, raw["segments"])
             keys = ("semantic", "semantic_weights") if self.semantic_only else TARGET_KEYS

@@ -174,21 +174,35 @@ class PanopticTargetGenerator:
         return out
 
 
-def encode_panoptic(id_map, segments, metadata):
+def encode_panoptic(id_map, segments, metadata, distinct_crowd=False):
     """Train-id encoding [H, W] (long) of a segment-id map: class * divisor + instance (see DatasetMetadata).
 
     Thing instances of each class are numbered 1, 2, ... in the order of ``segments``; stuff and crowd segments get
     instance 0; pixels of unlisted ids are void (``metadata.void_label``).
+
+    ``distinct_crowd`` (the OM's PAN_ONLY training batches): crowd segments are numbered like instances, so that
+    two crowd segments of one class stay two segments (COCO has several per image), and the function returns
+    ``(encoding, crowd_table)`` with ``crowd_table`` a bool [num_classes * divisor + 1] marking their ids.
     """
     div = metadata.label_divisor
-    codes, per_class = [], {}
+    codes, per_class, crowd_codes = [], {}, []
     for s in segments:
         c = int(s["category_id"])
-        if c in metadata.thing_ids and not s.get("iscrowd", 0):
+        crowd = bool(s.get("iscrowd", 0))
+        if c in metadata.thing_ids and (not crowd or distinct_crowd):
             per_class[c] = per_class.get(c, 0) + 1
+            if per_class[c] >= div:
+                raise ValueError(f"More than {div - 1} segments of class {c} in one image: raise "
+                                 f"DATASET.LABEL_DIVISOR above {div}.")
             codes.append(c * div + per_class[c])
+            if crowd:
+                crowd_codes.append(codes[-1])
         else:
             codes.append(c * div)
     index = segment_index_map(id_map, [s["id"] for s in segments])
     table = torch.as_tensor(codes + [metadata.void_label], dtype=torch.long)  # index -1 reads the void entry
-    return table[index]
+    if not distinct_crowd:
+        return table[index]
+    crowd_table = torch.zeros(metadata.num_classes * div + 1, dtype=torch.bool)
+    crowd_table[torch.as_tensor(crowd_codes, dtype=torch.long)] = True
+    return table[index], crowd_table

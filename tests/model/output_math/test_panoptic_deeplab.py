@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from segmentation.config import get_default_config
 from segmentation.data.datasets import SYNTHETIC_METADATA as META
 from segmentation.data.datasets import render_scene
+from segmentation.data.datasets.base import PanopticDataset
 from segmentation.data.transforms import PanopticTargetGenerator, encode_panoptic
 from segmentation.evaluation import to_coco_panoptic
 from segmentation.model.loss import WeightedL1, WeightedMSE, build_loss
@@ -266,3 +267,73 @@ def test_a_training_step_through_every_mixin(mixin):
     logged["loss"].backward()
     assert any(p.grad is not None for p in model.parameters())
     assert set(model.state_dict()) == set(model.net.state_dict())
+
+
+class _OneImage(PanopticDataset):
+    """A one-image training dataset of a hand-made segment-id map (no augmentation)."""
+
+    metadata = META
+
+    def __init__(self, ids, segments, **kw):
+        super().__init__("train", is_train=True, **kw)
+        self.ids, self.segments = ids, segments
+
+    def __len__(self):
+        return 1
+
+    def load(self, index):
+        return {"image": np.zeros((*self.ids.shape, 3), np.uint8), "panoptic": self.ids, "segments": self.segments,
+                "file_name": "one"}
+
+
+def _assert_pan_only_equals_the_loader(ids, segments, cfg):
+    """The OM targets of a PAN_ONLY training sample equal the CPU generator's targets of the same sample."""
+    d = cfg.DATASET
+    gen = PanopticTargetGenerator(255, lambda x: x, META.thing_ids, sigma=d.GAUSSIAN_SIGMA,
+                                  ignore_stuff_in_offset=d.IGNORE_STUFF_IN_OFFSET,
+                                  small_instance_area=d.SMALL_INSTANCE_AREA,
+                                  small_instance_weight=d.SMALL_INSTANCE_WEIGHT,
+                                  ignore_crowd_in_semantic=d.IGNORE_CROWD_IN_SEMANTIC)
+    loader = _OneImage(ids, segments, target_generator=gen)[0]
+    pan_only = _OneImage(ids, segments, target_generator=gen, pan_only=True)[0]
+    assert "center" not in pan_only and pan_only["crowd_table"].any() == any(s["iscrowd"] for s in segments)
+    om = _om(pan_only["panoptic"][None], cfg=cfg, extra={"crowd_table_truth": pan_only["crowd_table"][None]})
+    for key, var in TARGETS.items():
+        ours = getattr(om, var)()[0]
+        assert torch.equal(ours.to(loader[key].dtype), loader[key]), key
+
+
+def test_pan_only_keeps_several_crowd_segments_of_one_class_apart():
+    """COCO-format data: two crowd regions of one class (and an instance of it) far apart. The train-id encoding
+    alone would merge the two crowds into one segment, with one Gaussian at the centroid of their union."""
+    ids = np.zeros((32, 64), np.int32)
+    ids[:, :20] = 1  # stuff
+    ids[2:10, 22:30] = 2  # crowd of class 4
+    ids[20:30, 50:62] = 3  # another crowd of class 4
+    ids[12:18, 40:46] = 4  # an instance of class 4
+    segments = [{"id": 1, "category_id": 0, "iscrowd": 0}, {"id": 2, "category_id": 4, "iscrowd": 1},
+                {"id": 3, "category_id": 4, "iscrowd": 1}, {"id": 4, "category_id": 4, "iscrowd": 0}]
+    for options in ({}, {"IGNORE_STUFF_IN_OFFSET": False, "IGNORE_CROWD_IN_SEMANTIC": True}):
+        _assert_pan_only_equals_the_loader(ids, segments, _cfg(**options))
+
+
+@st.composite
+def segment_maps(draw):
+    """Random segment-id maps of rectangles, each its own segment of a random class, crowd flags on things."""
+    h, w = draw(st.integers(4, 40)), draw(st.integers(4, 40))
+    ids = np.zeros((h, w), np.int32)
+    segments = []
+    for seg_id in range(1, draw(st.integers(1, 12)) + 1):
+        cls = draw(st.integers(0, 6))
+        y0, x0 = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
+        ids[y0:draw(st.integers(y0 + 1, h)), x0:draw(st.integers(x0 + 1, w))] = seg_id
+        segments.append({"id": seg_id, "category_id": cls,
+                         "iscrowd": int(cls in META.thing_ids and draw(st.booleans()))})
+    present = set(np.unique(ids).tolist())
+    return ids, [s for s in segments if s["id"] in present]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=segment_maps(), sigma=st.integers(1, 6))
+def test_pan_only_targets_equal_the_loader_on_random_crowded_maps(data, sigma):
+    _assert_pan_only_equals_the_loader(*data, _cfg(GAUSSIAN_SIGMA=sigma))

@@ -66,7 +66,8 @@ class PushPull(OutputMath):
         """[N, H, W] long: panoptic id of the non-crowd ground-truth instance whose centroid is nearest (squared
         distance) to each pixel's vote; -1 in images without instances. Chunked over pixels: memory bounded."""
         seg = self.thing_segments_truth()  # [N, K]
-        seg = torch.where((seg >= 0) & (seg % self.metadata.label_divisor != 0), seg, -1)  # drop crowd
+        crowd = self.segment_is_crowd().expand(seg.shape[0], -1).gather(1, seg.clamp(min=0))
+        seg = torch.where((seg >= 0) & ~crowd, seg, -1)  # drop crowd
         cen = self.instance_centroids_truth().detach().to(torch.float32)
         votes = self.votes_pred().detach().flatten(2)  # [N, 2, HW]
         n, k, hw = seg.shape[0], seg.shape[1], votes.shape[-1]

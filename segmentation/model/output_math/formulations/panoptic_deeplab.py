@@ -11,8 +11,8 @@ masks, classes and weights are one gather from such a table. Coordinates are (y,
 
 Everything is vectorized over pixels, segments and classes; loops run over the images of the batch only in decoding,
 whose sizes are data-dependent. The targets are bit-identical to ``PanopticTargetGenerator`` given the segments of
-the panoptic map (one segment per distinct id, so at most one crowd region per class and image: the Cityscapes
-convention).
+the panoptic map: one segment per distinct id. In PAN_ONLY training batches the loader numbers crowd segments like
+instances and marks them in ``crowd_table``, so several crowd segments of one class (COCO) stay distinct.
 """
 import torch
 
@@ -55,9 +55,13 @@ class PanopticVariables(OutputMath):
         return self.thing_class_table()[self.segment_class_table()]
 
     def segment_is_crowd(self):
-        """[L] bool: the table entry is a crowd segment (thing class, instance 0)."""
+        """[L] bool, or [N, L] when the batch has a crowd table: the entry is a crowd segment (thing class with
+        instance 0, or an id the loader's ``crowd_table`` marks: PAN_ONLY training batches number crowd segments
+        like instances so that several crowd segments of one class stay distinct)."""
         ids = torch.arange(self.segment_table_size(), device=self.device)
-        return self.segment_is_thing() & (ids % self.metadata.label_divisor == 0)
+        crowd = self.segment_is_thing() & (ids % self.metadata.label_divisor == 0)
+        table = self.raw_batch.get("crowd_table_truth")
+        return crowd if table is None else crowd | table.to(self.device, torch.bool)
 
     def segment_is_void(self):
         """[L] bool: the table entry is void (the last one, which every id outside the classes shares)."""
@@ -66,9 +70,10 @@ class PanopticVariables(OutputMath):
         return void
 
     def _gather_segments(self, table):
-        """Per-pixel values [N, H, W] of a per-entry table [L] (the same for every image): one gather."""
+        """Per-pixel values [N, H, W] of a per-entry table, [L] (the same for every image) or [N, L]: one gather."""
         idx = self.segment_index_truth()
-        return table.repeat(idx.shape[0]).index_select(0, idx.reshape(-1)).view(idx.shape)
+        flat = table.repeat(idx.shape[0]) if table.dim() == 1 else table.reshape(-1)
+        return flat.index_select(0, idx.reshape(-1)).view(idx.shape)
 
     def class_truth(self):
         """[N, H, W] long: train id of each pixel's segment (ignore_label on void; crowd keeps its class)."""
