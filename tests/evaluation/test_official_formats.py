@@ -152,3 +152,26 @@ def test_coco_panoptic_predictions_match_the_panoptic_api_rules(tmp_path):
         assert metrics[ours] / 100 == pytest.approx(ref[group][key], abs=1e-6), ours
     detections = json.load(open(out / "instance" / "coco_instances_results.json"))
     assert detections and {d["category_id"] for d in detections} <= {3, 7, 11}
+
+
+def test_unlabelled_pixels_are_written_as_void(tmp_path):
+    """The ignore label (e.g. TEST.ORACLE_SEMANTIC on void pixels) becomes evaluation id 0 (Cityscapes'
+    'unlabeled'), or stays the ignore label for datasets without evaluation ids."""
+    from segmentation.data.datasets import SYNTHETIC_METADATA
+    from segmentation.evaluation.writers import PredictionWriter
+    semantic = np.array([[0, 13, 255]])
+    PredictionWriter(str(tmp_path / "cs"), META).write("a", semantic)
+    assert np.asarray(Image.open(tmp_path / "cs" / "semantic" / "a.png")).tolist() == [[7, 26, 0]]
+    PredictionWriter(str(tmp_path / "syn"), SYNTHETIC_METADATA).write("a", semantic[:, [0, 2]])
+    assert np.asarray(Image.open(tmp_path / "syn" / "semantic" / "a.png")).tolist() == [[0, 255]]
+
+
+def test_saving_predictions_of_the_semantic_oracle(synthetic_cfg, tmp_path):
+    synthetic_cfg.OUTPUT_DIR = str(tmp_path)
+    synthetic_cfg.TEST.SAVE_PREDICTIONS = synthetic_cfg.TEST.ORACLE_SEMANTIC = True
+    trainer = Trainer(synthetic_cfg)
+    metrics = evaluate(synthetic_cfg, trainer.model, build_test_loader(synthetic_cfg), get_metadata(synthetic_cfg),
+                       trainer.device, output_dir=str(tmp_path))
+    assert metrics["mIoU"] == pytest.approx(100)
+    written = [np.asarray(Image.open(f)) for f in glob.glob(str(tmp_path / "semantic" / "*.png"))]
+    assert len(written) == 3 and any((w == 255).any() for w in written)  # void pixels kept as void

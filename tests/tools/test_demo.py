@@ -74,9 +74,14 @@ def test_demo_errors_name_the_problem(tmp_path):
     cfg_path = os.path.join(ROOT, "configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml")
     ckpt = _checkpoint(cfg_path, tmp_path)
     folder, _ = _inputs(tmp_path)
-    with pytest.raises(KeyError, match="Variables:"):
+    with pytest.raises(ValueError, match="Variables it can dump: center_pred"):
         demo.main(["--cfg", cfg_path, "--input", folder, "--output", str(tmp_path / "o"), "--dump", "centre_pred",
                    "--opts", *SMALL, "TEST.MODEL_FILE", ckpt])
+    # a ground-truth variable: the demo has no ground truth, and the list it offers holds none
+    with pytest.raises(ValueError, match="--dump center_truth: not computable from an image alone") as info:
+        demo.main(["--cfg", cfg_path, "--input", folder, "--output", str(tmp_path / "o"), "--dump", "center_truth",
+                   "--opts", *SMALL, "TEST.MODEL_FILE", ckpt])
+    assert "_truth" not in str(info.value).split("Variables it can dump:")[1]
     with pytest.raises(ValueError, match="not a per-pixel map"):
         demo.main(["--cfg", cfg_path, "--input", folder, "--output", str(tmp_path / "o"), "--dump",
                    "centroids_pred", "--opts", *SMALL, "TEST.MODEL_FILE", ckpt])
