@@ -22,6 +22,14 @@ class CheckReport:
     thing_pixels: int = 0
     stuff_pixels: int = 0
 
+    def count(self, train_id, area, metadata):
+        """Add one segment of class ``train_id`` covering ``area`` pixels to the summary."""
+        self.segments_per_class[train_id] += 1
+        if train_id in metadata.thing_ids:
+            self.thing_pixels += area
+        else:
+            self.stuff_pixels += area
+
     @property
     def ok(self):
         return not self.errors
@@ -102,12 +110,7 @@ def check_dataset(dataset, deep=True, max_errors=None):
                 errors.append(f"{ann_file}: segment {seg_id} has area {seg['area']} in the JSON but "
                               f"{area_of[seg_id]} pixels in the PNG")
             if cat in known:
-                train_id = known[cat]
-                report.segments_per_class[train_id] += 1
-                if train_id in meta.thing_ids:
-                    report.thing_pixels += area_of[seg_id]
-                else:
-                    report.stuff_pixels += area_of[seg_id]
+                report.count(known[cat], area_of[seg_id], meta)
     return report
 
 
@@ -149,11 +152,7 @@ def check_samples(dataset, report, max_errors=None):
                 errors.append(f"{where}: segment {seg_id} is marked crowd but its class {cat} "
                               f"({meta.class_names[cat]}) is a stuff class")
             else:
-                report.segments_per_class[cat] += 1
-                if cat in meta.thing_ids:
-                    report.thing_pixels += area_of[seg_id]
-                else:
-                    report.stuff_pixels += area_of[seg_id]
+                report.count(cat, area_of[seg_id], meta)
     return report
 
 

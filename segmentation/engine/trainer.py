@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..config import dump_config, validate_config
 from ..data import build_train_loader, get_metadata
 from ..model import build_model
 from ..model.output_math import OutputMath
@@ -128,7 +129,6 @@ def set_rng_states(state):
 
 def save_run_record(cfg, output_dir, **fields):
     """The resolved config (plain YAML), the git revision, the package versions and ``fields`` (e.g. status)."""
-    from ..config import dump_config
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "config.yaml"), "w") as f:
         f.write(dump_config(cfg))
@@ -224,7 +224,6 @@ class Trainer:
     """Builds model, data, optimizer and scheduler from ``cfg`` and runs ``TRAIN.MAX_ITER`` iterations."""
 
     def __init__(self, cfg):
-        from ..config import validate_config
         validate_config(cfg)
         self.cfg = cfg
         self.output_dir = cfg.OUTPUT_DIR
@@ -281,7 +280,7 @@ class Trainer:
     def state_dict(self, iteration, rng=None):
         return {"iteration": iteration, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng if rng is not None else rng_states(), "config": self.cfg.dump()}
+                "rng": rng if rng is not None else rng_states(), "config": dump_config(self.cfg)}
 
     def save(self, iteration, rng=None):
         """Atomically write checkpoint.pth.tar and checkpoint_<iteration>.pth; keep TRAIN.KEEP_LAST numbered ones.
@@ -487,7 +486,7 @@ class Trainer:
                 if self._keep_outputs:
                     self._log_images(done)
                     self._last_out = None
-                if stop:
+                if stop and done < max_iter:
                     name = self._stop_signal or "SIGTERM"  # None: another process received it
                     self.save(done)
                     self._record_end("interrupted", done, f"{name} received")
