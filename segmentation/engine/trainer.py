@@ -267,6 +267,7 @@ class Trainer:
         self._buffers = [b for b in self.net.buffers()]
         self._buffer_snapshot = [b.detach().clone() for b in self._buffers]
         self._rng_snapshot = None
+        self._worker_exited = False  # set by the SIGCHLD handler of train()
         if comm.is_main_process():
             remove_orphaned_temporaries(self.output_dir)
         if cfg.TRAIN.RESUME:
@@ -346,6 +347,15 @@ class Trainer:
                 pass
         return previous
 
+    def _on_child_exit(self, signum, frame):
+        self._worker_exited = True
+
+    def _raise_if_a_worker_died(self):
+        if self._worker_exited:
+            self._worker_exited = False
+            from torch.utils.data._utils.signal_handling import _error_if_any_worker_fails
+            _error_if_any_worker_fails()  # raises "DataLoader worker (pid N) is killed by signal: ..."
+
     def _forward(self, batch):
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())
@@ -360,6 +370,7 @@ class Trainer:
         self._inputs = []  # (file names, per-sample finite flags) of every micro-batch
         for micro in range(self.accumulate):
             t0 = time.perf_counter()
+            self._raise_if_a_worker_died()
             batch = to_device(next(loader), self.device)
             data_time += time.perf_counter() - t0
             self._phase = "forward"  # from here the step changes BatchNorm buffers and RNG states
@@ -439,6 +450,12 @@ class Trainer:
                     self.world_size, self.accumulate, self.device,
                     f", mixed precision {self.amp_dtype}" if self.amp_dtype else "")
         previous = self._install_signal_handlers()
+        self._worker_exited = False
+        if cfg.DATALOADER.NUM_WORKERS > 0 and hasattr(signal, "SIGCHLD"):
+            # the DataLoader raises a worker's death from its SIGCHLD handler, wherever the main process is (e.g.
+            # inside optimizer.step()); record it instead, and raise it where the state is intact: before a batch
+            # is fetched (train_step)
+            previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, self._on_child_exit)
         t_start, data_time, step_time, n, sums = time.perf_counter(), 0.0, 0.0, 0, {}
         done = self.start_iter
         self._phase = "clean"  # clean: the state is that of iteration `done`; forward: restorable; update: not

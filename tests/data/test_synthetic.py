@@ -42,7 +42,8 @@ def test_getitem_outputs_and_pan_only(synthetic_cfg):
     assert torch.equal(sem, s["semantic"])  # the encoding and the CPU targets agree
     synthetic_cfg.DATASET.PAN_ONLY = True
     s = build_dataset(synthetic_cfg, "train", is_train=True)[0]
-    assert set(s) == {"image", "panoptic", "file_name"}
+    assert set(s) == {"image", "panoptic", "file_name", "crowd_table"}  # no dense target, a per-image id table
+    assert s["crowd_table"].shape == (7 * META.label_divisor + 1,) and s["crowd_table"].dtype == torch.bool
 
 
 def test_label_divisor_from_the_config(synthetic_cfg):
