@@ -188,7 +188,8 @@ def add_train_config(cfg):
     cfg.TRAIN.IMS_PER_BATCH = 32  # global batch per optimizer step, summed over processes and micro-batches
     cfg.TRAIN.ACCUMULATE_STEPS = 1  # gradient accumulation: micro-batches per optimizer step
     cfg.TRAIN.MAX_ITER = 90000  # number of training iterations
-    cfg.TRAIN.RESUME = False  # resume from OUTPUT_DIR/checkpoint.pth.tar if it exists
+    cfg.TRAIN.RESUME = False  # resume from OUTPUT_DIR/checkpoint.pth.tar if it exists; the current config's
+    # hyperparameters and schedule apply (differences from the checkpoint's config are logged)
     cfg.TRAIN.KEEP_LAST = 3  # keep this many numbered checkpoints (checkpoint_<iter>.pth); 0: only the latest
 
 

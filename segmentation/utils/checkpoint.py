@@ -109,7 +109,7 @@ def _tensors(obj, prefix=""):
 
 def non_finite_tensors(obj):
     """Names of the floating-point tensors of ``obj`` (a state dict, or any nesting of dicts and lists) holding a
-    NaN or an infinity. One reduction per tensor, one host read at the end."""
+    NaN or an infinity. One reduction per tensor (used when saving and loading, not in the training step)."""
     named = [(n, t) for n, t in _tensors(obj) if t.is_floating_point() and t.numel()]
     if not named:
         return []
