@@ -62,6 +62,9 @@ def run(main, argv=None):
     except TrainingInterrupted as e:
         logging.getLogger("segmentation").info("%s", e)
         return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C outside training (evaluation, demo, export): no traceback
+        print("interrupted", file=sys.stderr)
+        return 130
     except Exception as e:
         if _DEBUG["on"]:
             raise

@@ -205,3 +205,22 @@ def test_every_shipped_synthetic_config_trains_or_refuses_at_start(config, tmp_p
         return
     trainer.train()
     assert (tmp_path / "final_state.pth").exists()
+
+
+def test_the_tool_runner_turns_errors_into_exit_statuses(capsys):
+    import _common
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    def wrong_input(argv):
+        raise FileNotFoundError("Checkpoint 'x.pth' does not exist; train first or set TEST.MODEL_FILE.")
+
+    def bug(argv):
+        return [][1]
+    assert _common.run(interrupted) == 130 and capsys.readouterr().err == "interrupted\n"
+    assert _common.run(wrong_input) == 1
+    assert capsys.readouterr().err.startswith("error: Checkpoint 'x.pth' does not exist")
+    assert _common.run(bug) == 1
+    assert capsys.readouterr().err.startswith("error: internal error (IndexError: list index out of range)")
+    assert _common.run(lambda argv: 0) == 0
