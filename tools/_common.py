@@ -10,7 +10,6 @@ import argparse
 import logging
 import os
 import sys
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -69,11 +68,8 @@ def run(main, argv=None):
         if _DEBUG["on"]:
             raise
         logger = logging.getLogger("segmentation")
+        logger.debug("The error's traceback:", exc_info=e)  # DEBUG: the log file only, not the console
         files = [h.baseFilename for h in logger.handlers if isinstance(h, logging.FileHandler)]
-        for h in logger.handlers:
-            if isinstance(h, logging.FileHandler):
-                h.stream.write("".join(traceback.format_exception(e)))
-                h.flush()
         where = f"the traceback is in {files[0]}" if files else "rerun with --debug for the traceback"
         print(f"error: {_message(e)}\n({where})", file=sys.stderr)
         return 1

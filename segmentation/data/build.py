@@ -1,5 +1,6 @@
 """Data loaders for training (infinite, shuffled) and evaluation (sequential, batch 1)."""
 import itertools
+import os
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -58,7 +59,6 @@ def build_train_loader(cfg, rank=0, world_size=1, start=0):
     """Infinite training loader of this process; ``start`` samples of its stream are skipped (resume)."""
     from .check import require_valid_dataset
     dataset = build_dataset(cfg, cfg.DATASET.TRAIN_SPLIT, is_train=True)
-    import os
     # the trainer writes the resolved config there before building the loader: the command names a real file
     require_valid_dataset(dataset, config_path=os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
     per_step = world_size * cfg.TRAIN.ACCUMULATE_STEPS

@@ -4,6 +4,7 @@ import errno
 import glob
 import logging
 import os
+from collections import Counter
 
 import torch
 
@@ -137,24 +138,20 @@ def compare_state_dicts(own, state):
     return matched, missing, unexpected, mismatched
 
 
-def _group(keys, depth=2):
-    groups = {}
-    for k in keys:
-        prefix = ".".join(k.split(".")[:depth])
-        groups[prefix] = groups.get(prefix, 0) + 1
-    return groups
+def _by_module(keys, depth=2):
+    """{module prefix (``depth`` name parts): number of keys}."""
+    return Counter(".".join(k.split(".")[:depth]) for k in keys)
 
 
-def describe_state_mismatch(own, state, limit=5):
-    """Lines naming what differs: the first mismatching keys with both shapes, then missing and unexpected keys
-    grouped by module (``decoder.semantic_head: 4 tensors``)."""
-    _, missing, unexpected, mismatched = compare_state_dicts(own, state)
+def describe_state_mismatch(own, state, missing, unexpected, mismatched, limit=5):
+    """Lines naming what differs (the lists of ``compare_state_dicts``): the first mismatching keys with both
+    shapes, then missing and unexpected keys grouped by module (``decoder.semantic_head: 4 tensor(s)``)."""
     lines = [f"  shape differs  {k}: checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
              for k in mismatched[:limit]]
     if len(mismatched) > limit:
         lines.append(f"  shape differs  ... and {len(mismatched) - limit} more")
     for what, keys in (("missing", missing), ("unexpected", unexpected)):
-        for prefix, count in sorted(_group(keys).items()):
+        for prefix, count in sorted(_by_module(keys).items()):
             lines.append(f"  {what:14s} {prefix}: {count} tensor(s)")
     return lines
 
@@ -165,7 +162,7 @@ def load_model_weights(model, state, path, strict=True, min_fraction=0.5):
     module; fewer than ``min_fraction`` of the model's values loaded is a ValueError (another architecture)."""
     own = model.state_dict()
     matched, missing, unexpected, mismatched = compare_state_dicts(own, state)
-    details = describe_state_mismatch(own, state)
+    details = describe_state_mismatch(own, state, missing, unexpected, mismatched)
     if strict and (missing or unexpected or mismatched):
         raise ValueError(f"Checkpoint '{path}' does not fit the configured model ({len(matched)} of {len(own)} "
                          f"tensors match):\n" + "\n".join(details) + "\nCheck MODEL.* and DATASET.NUM_CLASSES "
