@@ -1,6 +1,10 @@
 """Data loaders for training (infinite, shuffled) and evaluation (sequential, batch 1)."""
+import atexit
 import itertools
+import multiprocessing
+import multiprocessing.util  # registers its exit function first, so ours (below) runs before it
 import os
+import signal
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -44,15 +48,36 @@ class TrainingSampler(Sampler):
 
 
 def _worker_init(worker_id):
-    import signal
-
     import cv2
     cv2.setNumThreads(0)  # avoid oversubscribing the cores with OpenCV threads inside workers
     # SIGINT/SIGTERM sent to the whole process group (Ctrl-C, `timeout`, SLURM, Kubernetes) are the main process's
     # to handle: it finishes the step, saves and shuts the workers down. A worker dying of the signal would make
     # the main process raise before it could save.
+    # The price: a worker no longer ends on SIGTERM, see _kill_loader_workers_at_exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _kill_loader_workers_at_exit():
+    """At interpreter exit, multiprocessing ends its daemonic children (the loader workers) with SIGTERM and joins
+    them; torch leaves a loader iterator still alive then (held by a traceback or a reference cycle) to that
+    mechanism. The workers ignore SIGTERM (see _worker_init), so the join would wait forever: end them with SIGKILL,
+    which is what multiprocessing intends for daemonic children anyway (torch's SIGCHLD handler, which would report
+    the kill as a worker failure, is removed first). Registered after multiprocessing's own exit function, so it
+    runs before it (atexit is last in, first out)."""
+    workers = [child for child in multiprocessing.active_children() if child.daemon]
+    if workers:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for child in workers:
+            child.kill()
+
+
+atexit.register(_kill_loader_workers_at_exit)
+
+
+def _loader(dataset, **kwargs):
+    """A DataLoader with this project's worker setup (signals, OpenCV threads)."""
+    return DataLoader(dataset, collate_fn=collate, worker_init_fn=_worker_init, **kwargs)
 
 
 def build_train_loader(cfg, rank=0, world_size=1, start=0):
@@ -69,15 +94,14 @@ def build_train_loader(cfg, rank=0, world_size=1, start=0):
                               world_size=world_size, start=start)
     # its own generator: creating the iterator must not consume the global torch RNG (exact resume)
     generator = torch.Generator().manual_seed(max(cfg.SEED, 0) + rank)
-    return DataLoader(dataset, batch_size=cfg.TRAIN.IMS_PER_BATCH // per_step, sampler=sampler,
-                      num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=collate, worker_init_fn=_worker_init,
-                      drop_last=True, persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0, generator=generator)
+    return _loader(dataset, batch_size=cfg.TRAIN.IMS_PER_BATCH // per_step, sampler=sampler,
+                   num_workers=cfg.DATALOADER.NUM_WORKERS, drop_last=True,
+                   persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0, generator=generator)
 
 
 def build_test_loader(cfg, rank=0, world_size=1):
     """Batch-1 loader over the test split; with several processes, this process's shard (images rank::world)."""
     dataset = build_dataset(cfg, cfg.DATASET.TEST_SPLIT, is_train=False)
     total = len(dataset) if cfg.TEST.MAX_IMAGES < 0 else min(len(dataset), cfg.TEST.MAX_IMAGES)
-    return DataLoader(dataset, batch_size=1, sampler=list(range(rank, total, world_size)),
-                      num_workers=min(cfg.DATALOADER.NUM_WORKERS, 1), collate_fn=collate,
-                      worker_init_fn=_worker_init)
+    return _loader(dataset, batch_size=1, sampler=list(range(rank, total, world_size)),
+                   num_workers=min(cfg.DATALOADER.NUM_WORKERS, 1))

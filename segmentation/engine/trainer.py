@@ -522,6 +522,8 @@ class Trainer:
             self._save_after_crash(done, e)
             raise
         finally:
+            # end the loader workers now, not whenever the exception's traceback (which holds this frame) is freed
+            del loader
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if self._writer is not None:
