@@ -105,15 +105,11 @@ def build_inference_model(cfg, logger=None):
     Refuses weights with NaN or infinite values; warns when the checkpoint's run did not finish."""
     from segmentation.engine.trainer import read_run_record
     from segmentation.model import build_model
-    from segmentation.utils.checkpoint import (
-        load_checkpoint,
-        load_model_weights,
-        model_state,
-        require_finite_weights,
-    )
+    from segmentation.model.original_format import model_state_dict
+    from segmentation.utils.checkpoint import load_checkpoint, load_model_weights, require_finite_weights
     logger = logger or logging.getLogger("segmentation")
     path = checkpoint_path_for_inference(cfg)
-    state = require_finite_weights(model_state(load_checkpoint(path)), path)
+    state = require_finite_weights(model_state_dict(load_checkpoint(path), path), path)
     record = read_run_record(os.path.dirname(os.path.abspath(path)))
     if record and record.get("status") not in (None, "finished"):
         logger.warning("%s comes from a run that did not finish (%s): these are not the final weights.", path,

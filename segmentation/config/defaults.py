@@ -35,6 +35,10 @@ def add_model_config(cfg):
     cfg.MODEL.META_ARCHITECTURE = "panoptic_deeplab"  # registry name: panoptic_deeplab, deeplabv3, deeplabv3plus
     cfg.MODEL.WEIGHTS = ""  # full-model initialisation from a checkpoint (loaded non-strictly, mismatches logged)
     cfg.MODEL.BN_MOMENTUM = 0.1  # momentum of every BatchNorm layer
+    # Bilinear upsampling with align_corners=True, as the original (decoder, head outputs, HRNet branch fusion;
+    # offsets scaled by (H - 1) / (h - 1)): exact for sizes k * stride + 1 (1025 x 2049). False: half-pixel
+    # centres (offsets scaled by H / h), exact for multiples of the stride (the synthetic configs)
+    cfg.MODEL.ALIGN_CORNERS = True
 
     cfg.MODEL.BACKBONE = CN()
     cfg.MODEL.BACKBONE.META = "resnet"  # family of NAME, checked against it (empty: not checked): resnet,
@@ -60,7 +64,8 @@ def add_model_config(cfg):
     cfg.MODEL.DECODER.CONV_TYPE = "depthwise_separable_conv"  # fuse convs after each upsampling and the heads' conv
     cfg.MODEL.DECODER.CONV_KERNEL = 5  # kernel size of the fuse/head convs
     cfg.MODEL.DECODER.CONV_PADDING = 2  # padding of the fuse/head convs (kernel // 2 keeps the size)
-    cfg.MODEL.DECODER.CONV_STACK = 1  # fuse convs after each upsampling (the heads always have one)
+    cfg.MODEL.DECODER.CONV_STACK = 1  # fuse convs after each upsampling (the heads always have one); DeepLabV3+
+    # fuses with two 3x3 convs of CONV_TYPE, as the original
     cfg.MODEL.DECODER.ASPP_CONV_TYPE = "basic_conv"  # the three atrous ASPP branches
 
     cfg.MODEL.DEEPLABV3PLUS = CN()
@@ -217,7 +222,10 @@ def add_debug_config(cfg):
 def add_test_config(cfg):
     cfg.TEST = CN()
     cfg.TEST.GPUS = (0,)  # kept for compatibility; evaluation uses DEVICE
-    cfg.TEST.CROP_SIZE = (1025, 2049)  # kept for compatibility; test images are padded to a multiple of 32
+    cfg.TEST.CROP_SIZE = (1025, 2049)  # test images are padded to this size (see PAD_TO_CROP_SIZE)
+    # True: pad test images at the bottom/right with the mean colour to CROP_SIZE, as the original (a larger image:
+    # to CROP_SIZE + a multiple of 32, keeping its alignment); False: to the next multiple of 32
+    cfg.TEST.PAD_TO_CROP_SIZE = True
     cfg.TEST.SEMANTIC_FOLDER = "semantic"  # sub-folder of OUTPUT_DIR for semantic predictions
     cfg.TEST.INSTANCE_FOLDER = "instance"  # sub-folder of OUTPUT_DIR for instance predictions
     cfg.TEST.PANOPTIC_FOLDER = "panoptic"  # sub-folder of OUTPUT_DIR for panoptic predictions

@@ -139,7 +139,7 @@ def validate_config(cfg):
     if cfg.TRAIN.IMS_PER_BATCH < 1 or cfg.TRAIN.ACCUMULATE_STEPS < 1:
         raise ConfigError(f"TRAIN.IMS_PER_BATCH and TRAIN.ACCUMULATE_STEPS must be at least 1, got "
                           f"{cfg.TRAIN.IMS_PER_BATCH} and {cfg.TRAIN.ACCUMULATE_STEPS}.")
-    for key in ("DATASET.CROP_SIZE", "DATASET.SYNTHETIC.IMAGE_SIZE"):
+    for key in ("DATASET.CROP_SIZE", "DATASET.SYNTHETIC.IMAGE_SIZE", "TEST.CROP_SIZE"):
         node, leaf = cfg, key.split(".")
         for part in leaf:
             node = node[part]

@@ -1,4 +1,4 @@
-"""The network at test time: padding to the output stride, and test-time augmentation (flip, multi-scale).
+"""The network at test time: padding (TEST.PAD_TO_CROP_SIZE), and test-time augmentation (flip, multi-scale).
 
 Both return the network's output dict at the size of the input images, so that the conventional decoding and the
 OM (``OutputMathModel.build``) read them the same way.
@@ -6,7 +6,7 @@ OM (``OutputMathModel.build``) read them the same way.
 import torch
 import torch.nn.functional as F
 
-from ..model.output_math.wrapper import pad_to_divisible
+from ..model.meta_arch.base import pad_test_images
 
 # Outputs that are class scores (averaged as probabilities) and displacement fields in pixels (rescaled and mirrored).
 PROBABILITY_KEYS = ("semantic",)
@@ -15,9 +15,9 @@ DISPLACEMENT_KEYS = ("offset",)
 
 @torch.no_grad()
 def predict(net, images):
-    """Network outputs at the size of ``images`` (padded internally to a multiple of 32)."""
+    """Network outputs at the size of ``images`` (padded internally as the network's test_crop_size says)."""
     h, w = images.shape[-2:]
-    out = net(pad_to_divisible(images))
+    out = net(pad_test_images(images, getattr(getattr(net, "module", net), "test_crop_size", None)))
     return {k: v[..., :h, :w] for k, v in out.items()}
 
 

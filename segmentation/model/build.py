@@ -30,15 +30,18 @@ def _check_feature_keys(cfg, backbone):
 
 def build_model(cfg):
     """Backbone + meta-architecture from ``cfg``; MODEL.WEIGHTS initialises the tensors whose names and shapes match
-    (an error when fewer than half of the model's values would be loaded; the rest is reported by module)."""
+    (an error when fewer than half of the model's values would be loaded; the rest is reported by module); a
+    checkpoint of the original repository is converted (original_format)."""
     if cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG:
         raise NotImplementedError("MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG is not implemented; set it False.")
     backbone = build_backbone(cfg)
     backbone.set_out_features(_check_feature_keys(cfg, backbone))
     model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg, backbone)
     if cfg.MODEL.WEIGHTS:
-        from ..utils.checkpoint import load_checkpoint, load_model_weights, model_state
-        load_model_weights(model, model_state(load_checkpoint(cfg.MODEL.WEIGHTS)), cfg.MODEL.WEIGHTS, strict=False)
+        from ..utils.checkpoint import load_checkpoint, load_model_weights
+        from .original_format import model_state_dict
+        state = model_state_dict(load_checkpoint(cfg.MODEL.WEIGHTS), cfg.MODEL.WEIGHTS)
+        load_model_weights(model, state, cfg.MODEL.WEIGHTS, strict=False)
     if cfg.OM.NAME or cfg.OM.BASE:
         from ..data import get_metadata
         from .output_math import build_output_math_class

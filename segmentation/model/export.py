@@ -9,7 +9,7 @@ import warnings
 import torch
 import torch.nn as nn
 
-from .output_math.wrapper import pad_to_divisible
+from .meta_arch.base import pad_test_images
 from .post_processing.static import static_panoptic
 
 EXPORT_FORMATS = ("torchscript", "onnx")
@@ -34,7 +34,7 @@ class PanopticExportModel(nn.Module):
 
     def forward(self, image):
         h, w = image.shape[-2:]
-        out = self.net(pad_to_divisible(image))
+        out = self.net(pad_test_images(image, self.net.test_crop_size))
         logits, heat, offsets = out["semantic"][0, :, :h, :w], out["center"][0, 0, :h, :w], out["offset"][0, :, :h, :w]
         panoptic = static_panoptic(logits, heat, offsets, self.thing_table, self.label_divisor, self.stuff_area,
                                    self.void_label, self.threshold, self.nms_kernel, self.max_centers)

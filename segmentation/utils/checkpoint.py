@@ -162,6 +162,13 @@ def load_model_weights(model, state, path, strict=True, min_fraction=0.5):
     module; fewer than ``min_fraction`` of the model's values loaded is a ValueError (another architecture)."""
     own = model.state_dict()
     matched, missing, unexpected, mismatched = compare_state_dicts(own, state)
+    # tensors that do not affect the outputs (a backbone's unused ImageNet classifier) may be absent
+    unused = set(model.unused_state_keys()) if hasattr(model, "unused_state_keys") else set()
+    absent_unused = [k for k in missing if k in unused]
+    missing = [k for k in missing if k not in unused]
+    if absent_unused:
+        logger.info("%s has no value for %d tensors of the model that do not affect its outputs (e.g. %s); they "
+                    "keep their initialisation.", path, len(absent_unused), absent_unused[0])
     details = describe_state_mismatch(own, state, missing, unexpected, mismatched)
     if strict and (missing or unexpected or mismatched):
         raise ValueError(f"Checkpoint '{path}' does not fit the configured model ({len(matched)} of {len(own)} "
@@ -175,9 +182,10 @@ def load_model_weights(model, state, path, strict=True, min_fraction=0.5):
                          f"this architecture.\n" + "\n".join(details[:12]))
     model.load_state_dict({k: state[k] for k in matched}, strict=False)
     if details:
-        logger.warning("MODEL.WEIGHTS %s: loaded %d of %d tensors (%.0f%% of the values); the rest keeps its "
+        logger.warning("%s: loaded %d of %d tensors (%.0f%% of the values); the rest keeps its "
                        "initialisation:\n%s", path, len(matched), len(own), 100 * loaded / max(total, 1),
                        "\n".join(details))
     else:
-        logger.info("MODEL.WEIGHTS %s: loaded all %d tensors.", path, len(own))
+        logger.info("%s: loaded all %d tensors of the model%s.", path, len(matched),
+                    f" that affect its outputs ({len(absent_unused)} others absent)" if absent_unused else "")
     return matched

@@ -69,3 +69,5 @@ def test_defaults_match_the_original():
     assert cfg.LOSS.CENTER.WEIGHT == 200.0 and cfg.LOSS.OFFSET.WEIGHT == 0.01
     assert cfg.POST_PROCESSING.NMS_KERNEL == 7 and cfg.POST_PROCESSING.TOP_K_INSTANCE == 200
     assert cfg.DATASET.GAUSSIAN_SIGMA == 8 and tuple(cfg.DATASET.CROP_SIZE) == (513, 1025)
+    # the original's numerics: corner-aligned upsampling, test images padded to TEST.CROP_SIZE
+    assert cfg.MODEL.ALIGN_CORNERS and cfg.TEST.PAD_TO_CROP_SIZE and tuple(cfg.TEST.CROP_SIZE) == (1025, 2049)

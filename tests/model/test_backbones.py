@@ -64,10 +64,14 @@ def test_mnasnet_0_5_has_the_published_checkpoints_fixed_stem():
 
 
 def test_every_feature_key_is_usable_by_the_decoder_configs():
-    """HRNet: res2..res4 are branches, res5 the 15C-channel concatenation at stride 4; Xception: res2/res3 are the
-    entry-flow features before their strided convs (stride 4 and 8 at every output stride)."""
+    """HRNet: res2..res5 are its four branches (the original's keys); Xception: res2/res3 are the entry-flow
+    features before their strided convs (stride 4 and 8 at every output stride)."""
     h = BACKBONE_REGISTRY.get("hrnet48")("hrnet48", (False, False, False), 0.1)
-    assert h.out_channels == {"res2": 48, "res3": 96, "res4": 192, "res5": 720}
+    assert h.out_channels == {"res2": 48, "res3": 96, "res4": 192, "res5": 384}
+    assert h.strides == {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+    features = h(torch.randn(1, 3, 64, 96))
+    assert {k: tuple(v.shape[1:]) for k, v in features.items()} == {
+        "res2": (48, 16, 24), "res3": (96, 8, 12), "res4": (192, 4, 6), "res5": (384, 2, 3)}
     x = BACKBONE_REGISTRY.get("xception65")("xception65", (False, True, True), 0.1)
     assert (x.strides["res2"], x.strides["res3"], x.strides["res5"]) == (4, 8, 8)
 

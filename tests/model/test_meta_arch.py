@@ -5,6 +5,7 @@ from segmentation.config import get_default_config
 from segmentation.model import build_model
 from segmentation.model.decoder.conv_module import CONV_REGISTRY
 from segmentation.model.meta_arch import META_ARCH_REGISTRY
+from segmentation.model.meta_arch.base import pad_test_images, upsample
 
 
 def _cfg(meta_arch, backbone="resnet18"):
@@ -46,11 +47,28 @@ def test_forward_returns_plain_dict_at_input_size_and_losses(name):
     assert torch.allclose(out["loss"], weighted)
 
 
-def test_offsets_scaled_by_upsampling_factor():
-    model = build_model(_cfg("panoptic_deeplab"))
-    raw = {"offset": torch.ones(1, 2, 8, 8)}
-    up = model.upsample(raw, (32, 32))
-    assert torch.allclose(up["offset"], torch.full((1, 2, 32, 32), 4.0))
+@pytest.mark.parametrize("align_corners, size, factor", [(False, (32, 32), 4.0), (True, (29, 29), 4.0),
+                                                          (True, (32, 32), 31 / 7)])
+def test_offsets_scaled_by_upsampling_factor(align_corners, size, factor):
+    """Half-pixel upsampling scales by H / h; align_corners=True maps corner to corner: (H - 1) / (h - 1) (the
+    original's 1025 / 257 at stride 4 is exactly 4)."""
+    raw = {"offset": torch.ones(1, 2, 8, 8), "center": torch.ones(1, 1, 8, 8)}
+    up = upsample(raw, size, align_corners)
+    assert torch.allclose(up["offset"], torch.full((1, 2, *size), factor))
+    assert torch.allclose(up["center"], torch.ones(1, 1, *size))
+
+
+@pytest.mark.parametrize("size, crop, expected", [
+    ((1024, 2048), (1025, 2049), (1025, 2049)),  # the original's Cityscapes test padding
+    ((1025, 2049), (1025, 2049), (1025, 2049)),
+    ((1026, 100), (1025, 2049), (1057, 2049)),  # larger: the crop size plus a multiple of 32, same alignment
+    ((100, 70), None, (128, 96)),  # TEST.PAD_TO_CROP_SIZE False: a multiple of 32
+])
+def test_test_images_are_padded_with_the_mean_colour_at_the_bottom_right(size, crop, expected):
+    images = torch.ones(1, 3, *size)
+    padded = pad_test_images(images, crop)
+    assert padded.shape[-2:] == expected
+    assert torch.equal(padded[..., :size[0], :size[1]], images) and padded.sum() == images.sum()
 
 
 def test_aspp_works_at_any_input_size():
@@ -106,7 +124,7 @@ FAMILY_KEYS = {
     "mobilenet_v2": ("layer_18", 320, ("layer_7", "layer_4"), (32, 24)),
     "mnasnet1_0": ("layer_14", 320, ("layer_10", "layer_9"), (40, 24)),
     "xception65": ("res5", 2048, ("res3", "res2"), (728, 256)),
-    "hrnet18": ("res5", 270, ("res3", "res2"), (36, 18)),
+    "hrnet18": ("res5", 144, ("res4", "res3", "res2"), (72, 36, 18)),
 }
 
 
@@ -117,6 +135,8 @@ def test_panoptic_deeplab_on_every_backbone_family(backbone):
     key, channels, low_keys, low_channels = FAMILY_KEYS[backbone]
     cfg.MODEL.DECODER.FEATURE_KEY, cfg.MODEL.DECODER.IN_CHANNELS = key, channels
     cfg.MODEL.PANOPTIC_DEEPLAB.LOW_LEVEL_KEY, cfg.MODEL.PANOPTIC_DEEPLAB.LOW_LEVEL_CHANNELS = low_keys, low_channels
+    cfg.MODEL.PANOPTIC_DEEPLAB.LOW_LEVEL_CHANNELS_PROJECT = (64, 32, 16)[-len(low_keys):]
+    cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.LOW_LEVEL_CHANNELS_PROJECT = (32, 16, 8)[-len(low_keys):]
     if backbone == "hrnet18":
         cfg.MODEL.BACKBONE.DILATION = (False, False, False)
     model = build_model(cfg)

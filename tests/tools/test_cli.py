@@ -64,6 +64,7 @@ def test_decoding_benchmark_runs_and_reports_identical_maps():
     (["TRAIN.MAX_ITER", "-3"], "TRAIN.MAX_ITER must be at least 1, got -3"),
     (["DATASET.CROP_SIZE", "(64,)"], "DATASET.CROP_SIZE must be two positive integers"),
     (["DATASET.CROP_SIZE", "(0, 0)"], "DATASET.CROP_SIZE must be two positive integers"),
+    (["TEST.CROP_SIZE", "(1025,)"], "TEST.CROP_SIZE must be two positive integers"),
     (["DATASET.STD", "(0.0, 0.0, 0.0)"], "DATASET.STD 3 positive values"),
     (["OM.MIXINS", "('learnable-centers',)"], "OM.NAME is empty"),
     (["OM.NAME", "panoptic-deeplab", "OM.MIXINS", "('cpu-tensors',)", "DATASET.PAN_ONLY", "True"],

@@ -28,6 +28,7 @@ class FeatureBackbone:
     no longer contribute (the classifier, later stages), so that DistributedDataParallel sees no unused parameter."""
 
     _out_features = None
+    _unused_keys = ()
 
     def stages(self):
         raise NotImplementedError
@@ -45,6 +46,19 @@ class FeatureBackbone:
         for p in self.parameters():
             if id(p) not in used:
                 p.requires_grad_(False)
+        self._unused_keys = [name for name, m in self.named_modules() if any(True for _ in m.parameters(False))
+                             and not any(id(p) in used for p in m.parameters(False))]
+
+    def unused_state_keys(self):
+        """State-dict keys of the modules that do not contribute to the requested features (the ImageNet classifier,
+        later stages): a checkpoint may lack them (the original's models do not have them)."""
+        if self._out_features is None:
+            return []
+        unused = set(self._unused_keys)
+        return [key for key in self.state_dict() if key.rpartition(".")[0] in unused]
+
+    def set_align_corners(self, align_corners):
+        """MODEL.ALIGN_CORNERS for the backbones that upsample inside (HRNet); the others ignore it."""
 
     def forward(self, x):
         out = {}
@@ -129,6 +143,7 @@ def load_backbone_weights(model, state_dict, source):
 def build_backbone(cfg):
     b = cfg.MODEL.BACKBONE
     model = BACKBONE_REGISTRY.get(b.NAME)(b.NAME, tuple(b.DILATION), cfg.MODEL.BN_MOMENTUM)
+    model.set_align_corners(cfg.MODEL.ALIGN_CORNERS)
     if b.META and b.META != model.family:
         raise ValueError(f"MODEL.BACKBONE.META '{b.META}' does not match MODEL.BACKBONE.NAME '{b.NAME}' (family "
                          f"'{model.family}'); set META to '{model.family}' or leave it empty.")

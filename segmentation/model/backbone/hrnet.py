@@ -2,12 +2,11 @@
 (``hrnetv2_w{18,32,48}_imagenet_pretrained.pth``), classification head included so that they load strictly.
 
 Four parallel branches of widths C, 2C, 4C, 8C (C = 18, 32, 48) at strides 4, 8, 16, 32, exchanging information in
-every module. Feature keys: ``res2``, ``res3``, ``res4`` = the first three branches (strides 4, 8, 16) and ``res5`` =
-the four branches upsampled to stride 4 and concatenated (15C channels: 270 / 480 / 720), the representation the
-original repository feeds to the decoder. HRNet keeps its resolution by design: MODEL.BACKBONE.DILATION must be
-(False, False, False).
+every module (lower resolutions upsampled bilinearly, with MODEL.ALIGN_CORNERS: the original's). Feature keys
+``res2`` .. ``res5`` = the four branches, as the original repository's HRNet backbone (its H48 decoder reads ASPP from
+``res5``, 384 channels, and fuses ``res4``, ``res3``, ``res2``). HRNet keeps its resolution by design:
+MODEL.BACKBONE.DILATION must be (False, False, False).
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -42,7 +41,9 @@ def _make_layer(block, inplanes, planes, blocks, stride=1):
 
 class HighResolutionModule(nn.Module):
     """Parallel branches of BasicBlocks, then every output branch sums all inputs brought to its resolution:
-    1x1 conv + BN + nearest upsampling from lower resolutions, chains of strided 3x3 convs from higher ones."""
+    1x1 conv + BN + bilinear upsampling from lower resolutions, chains of strided 3x3 convs from higher ones."""
+
+    align_corners = True  # set by HRNet.set_align_corners (MODEL.ALIGN_CORNERS)
 
     def __init__(self, channels, blocks=4):
         super().__init__()
@@ -54,8 +55,7 @@ class HighResolutionModule(nn.Module):
             for j in range(n):
                 if j > i:
                     row.append(nn.Sequential(nn.Conv2d(channels[j], channels[i], 1, bias=False),
-                                             nn.BatchNorm2d(channels[i]),
-                                             nn.Upsample(scale_factor=2 ** (j - i), mode="nearest")))
+                                             nn.BatchNorm2d(channels[i])))
                 elif j == i:
                     row.append(nn.Identity())
                 else:
@@ -67,7 +67,13 @@ class HighResolutionModule(nn.Module):
 
     def forward(self, xs):
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
-        return [self.relu(sum(fuse(x) for fuse, x in zip(row, xs))) for row in self.fuse_layers]
+        return [self.relu(sum(self._resize(fuse(x), xs[i].shape[-2:]) for fuse, x in zip(row, xs)))
+                for i, row in enumerate(self.fuse_layers)]
+
+    def _resize(self, x, size):
+        if x.shape[-2:] == size:
+            return x
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
 
 
 class HRNet(FeatureBackbone, nn.Module):
@@ -95,8 +101,8 @@ class HRNet(FeatureBackbone, nn.Module):
         self.final_layer = nn.Sequential(nn.Conv2d(_HEAD_CHANNELS[3] * 4, 2048, 1), nn.BatchNorm2d(2048),
                                          nn.ReLU(inplace=True))
         self.classifier = nn.Linear(2048, num_classes)
-        self.out_channels = {"res2": channels[0], "res3": channels[1], "res4": channels[2], "res5": sum(channels)}
-        self.strides = {"res2": 4, "res3": 8, "res4": 16, "res5": 4}
+        self.out_channels = {"res2": channels[0], "res3": channels[1], "res4": channels[2], "res5": channels[3]}
+        self.strides = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -129,14 +135,17 @@ class HRNet(FeatureBackbone, nn.Module):
         xs = self.stage3(xs)
         xs = [t(xs[i] if i < len(xs) else xs[-1]) for i, t in enumerate(self.transition3)]
         xs = self.stage4(xs)
-        size = xs[0].shape[-2:]
-        up = [xs[0]] + [F.interpolate(x, size=size, mode="bilinear", align_corners=False) for x in xs[1:]]
-        return {"res2": xs[0], "res3": xs[1], "res4": xs[2], "res5": torch.cat(up, dim=1)}
+        return {"res2": xs[0], "res3": xs[1], "res4": xs[2], "res5": xs[3]}
+
+    def set_align_corners(self, align_corners):
+        for m in self.modules():
+            if isinstance(m, HighResolutionModule):
+                m.align_corners = align_corners
 
 
 def _build(name, dilation, bn_momentum):
     check_dilation(dilation, name, supported=_build.supported_dilations)
-    return finish_backbone(HRNet(_WIDTHS[name]), "hrnet", None, 4, bn_momentum,
+    return finish_backbone(HRNet(_WIDTHS[name]), "hrnet", None, 32, bn_momentum,
                            WEIGHTS_HELP.format(w=_WIDTHS[name]))
 
 

@@ -23,14 +23,16 @@ def conv_options(cfg):
 class SinglePanopticDeepLabDecoder(nn.Module):
     """ASPP on ``feature_key``, then for each low-level feature: 1x1 projection, upsample, concat, fuse conv (by
     default one 5x5 depthwise-separable conv; ``conv`` = dict(conv_type, kernel, padding, stack, aspp_conv_type)).
+    Bilinear upsampling with ``align_corners`` (MODEL.ALIGN_CORNERS).
 
     Output: features at the stride of the last low-level key (stride 4 with res2 / layer_4).
     """
 
     def __init__(self, in_channels, feature_key, low_level_channels, low_level_key, low_level_channels_project,
-                 decoder_channels, atrous_rates, aspp_channels=None, aspp_dropout=0.5, conv=None):
+                 decoder_channels, atrous_rates, aspp_channels=None, aspp_dropout=0.5, conv=None, align_corners=True):
         super().__init__()
         conv = {**DEFAULT_CONV, **(conv or {})}
+        self.align_corners = align_corners
         aspp_channels = aspp_channels or decoder_channels
         self.aspp = ASPP(in_channels, aspp_channels, atrous_rates, aspp_dropout, conv["aspp_conv_type"])
         self.feature_key = feature_key
@@ -49,7 +51,7 @@ class SinglePanopticDeepLabDecoder(nn.Module):
         x = self.aspp(features[self.feature_key])
         for key, project, fuse in zip(self.low_level_key, self.project, self.fuse):
             low = project(features[key])
-            x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
+            x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=self.align_corners)
             x = fuse(torch.cat([x, low], dim=1))
         return x
 
@@ -77,7 +79,8 @@ class PanopticDeepLabDecoder(nn.Module):
         d, p = cfg.MODEL.DECODER, cfg.MODEL.PANOPTIC_DEEPLAB
         self.semantic_decoder = SinglePanopticDeepLabDecoder(
             d.IN_CHANNELS, d.FEATURE_KEY, p.LOW_LEVEL_CHANNELS, p.LOW_LEVEL_KEY, p.LOW_LEVEL_CHANNELS_PROJECT,
-            d.DECODER_CHANNELS, d.ATROUS_RATES, aspp_dropout=d.ASPP_DROPOUT, conv=conv_options(cfg))
+            d.DECODER_CHANNELS, d.ATROUS_RATES, aspp_dropout=d.ASPP_DROPOUT, conv=conv_options(cfg),
+            align_corners=cfg.MODEL.ALIGN_CORNERS)
         self.semantic_head = SinglePanopticDeepLabHead(d.DECODER_CHANNELS, d.DECODER_CHANNELS, [num_classes],
                                                        ["semantic"], conv=conv_options(cfg))
         self.instance_enabled = p.INSTANCE.ENABLE
@@ -86,7 +89,7 @@ class PanopticDeepLabDecoder(nn.Module):
             self.instance_decoder = SinglePanopticDeepLabDecoder(
                 d.IN_CHANNELS, d.FEATURE_KEY, p.LOW_LEVEL_CHANNELS, p.LOW_LEVEL_KEY, i.LOW_LEVEL_CHANNELS_PROJECT,
                 i.DECODER_CHANNELS, d.ATROUS_RATES, aspp_channels=i.ASPP_CHANNELS, aspp_dropout=d.ASPP_DROPOUT,
-                conv=conv_options(cfg))
+                conv=conv_options(cfg), align_corners=cfg.MODEL.ALIGN_CORNERS)
             self.instance_head = SinglePanopticDeepLabHead(i.DECODER_CHANNELS, i.HEAD_CHANNELS, i.NUM_CLASSES,
                                                            i.CLASS_KEY, conv=conv_options(cfg))
 
@@ -113,7 +116,8 @@ class DeepLabV3Decoder(nn.Module):
 
 
 class DeepLabV3PlusDecoder(nn.Module):
-    """ASPP, upsample to the low-level feature, concat its 1x1 projection, 5x5 DS fuse conv, 1x1 classifier."""
+    """ASPP, upsample to the low-level feature, concat its 1x1 projection, two 3x3 fuse convs of
+    MODEL.DECODER.CONV_TYPE (depthwise-separable: the original's), 1x1 classifier."""
 
     def __init__(self, cfg, num_classes):
         super().__init__()
@@ -121,7 +125,8 @@ class DeepLabV3PlusDecoder(nn.Module):
         self.decoder = SinglePanopticDeepLabDecoder(d.IN_CHANNELS, d.FEATURE_KEY, [p.LOW_LEVEL_CHANNELS],
                                                     [p.LOW_LEVEL_KEY], [p.LOW_LEVEL_CHANNELS_PROJECT],
                                                     d.DECODER_CHANNELS, d.ATROUS_RATES, aspp_dropout=d.ASPP_DROPOUT,
-                                                    conv=conv_options(cfg))
+                                                    conv={**conv_options(cfg), "kernel": 3, "padding": 1, "stack": 2},
+                                                    align_corners=cfg.MODEL.ALIGN_CORNERS)
         self.classifier = nn.Conv2d(d.DECODER_CHANNELS, num_classes, 1)
 
     def forward(self, features):

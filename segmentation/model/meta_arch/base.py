@@ -17,6 +17,33 @@ META_ARCH_REGISTRY = Registry(
 )
 
 
+def upsample(outputs, size, align_corners):
+    """Bilinear upsampling of every output to ``size``; offsets (pixels) are scaled by the same factor: (H - 1) /
+    (h - 1) with ``align_corners`` (the original floors it; equal for its sizes k * stride + 1), H / h without."""
+    result = OrderedDict()
+    for key, value in outputs.items():
+        h = value.shape[-2]
+        scale = (size[0] - 1) / max(h - 1, 1) if align_corners else size[0] / h
+        value = F.interpolate(value, size=size, mode="bilinear", align_corners=align_corners)
+        result[key] = value * scale if key == "offset" else value
+    return result
+
+
+def pad_test_images(images, crop_size=None, divisor=32):
+    """Zero-pad normalised images (zero is the mean colour) at the bottom/right: to ``crop_size`` when given
+    (TEST.PAD_TO_CROP_SIZE, the original's test padding; a larger image goes to crop_size plus a multiple of
+    ``divisor``, which keeps the crop size's alignment), otherwise to a multiple of ``divisor``."""
+    def round_up(n):
+        return n + -n % divisor
+
+    h, w = images.shape[-2:]
+    if crop_size is None:
+        th, tw = round_up(h), round_up(w)
+    else:
+        th, tw = (c + round_up(max(n - c, 0)) for n, c in zip((h, w), crop_size))
+    return F.pad(images, (0, tw - w, 0, th - h)) if (th, tw) != (h, w) else images
+
+
 class SegmentationModel(nn.Module):
     """Shared logic: run the decoder, upsample every output to the input size, compute the configured losses.
 
@@ -24,10 +51,17 @@ class SegmentationModel(nn.Module):
     weight key or None, loss weight).
     """
 
-    def __init__(self, backbone):
+    def __init__(self, backbone, cfg):
         super().__init__()
         self.backbone = backbone
         self.loss_terms = []
+        self.align_corners = cfg.MODEL.ALIGN_CORNERS
+        # test images are padded to this size (None: to a multiple of 32), see pad_test_images
+        self.test_crop_size = tuple(cfg.TEST.CROP_SIZE) if cfg.TEST.PAD_TO_CROP_SIZE else None
+
+    def unused_state_keys(self):
+        """State-dict keys that do not affect the outputs (see FeatureBackbone.unused_state_keys)."""
+        return [f"backbone.{key}" for key in self.backbone.unused_state_keys()]
 
     def _register_loss(self, name, module, output_key, target_key, weight_key, weight):
         self.add_module(f"{name}_criterion", module)
@@ -35,22 +69,12 @@ class SegmentationModel(nn.Module):
 
     def forward(self, images, targets=None):
         outputs = self.decoder(self.backbone(images))
-        outputs = self.upsample(outputs, images.shape[-2:])
+        outputs = upsample(outputs, images.shape[-2:], self.align_corners)
         if targets is not None:
             # losses in float32 even under autocast (mixed precision covers the network only)
             with torch.autocast(images.device.type, enabled=False):
                 outputs.update(self.losses({k: v.float() for k, v in outputs.items()}, targets))
         return outputs
-
-    @staticmethod
-    def upsample(outputs, size):
-        """Bilinear upsampling to ``size``; offsets (pixels) are scaled by the same factor."""
-        result = OrderedDict()
-        for key, value in outputs.items():
-            scale = size[0] / value.shape[-2]
-            value = F.interpolate(value, size=size, mode="bilinear", align_corners=False)
-            result[key] = value * scale if key == "offset" else value
-        return result
 
     def losses(self, outputs, targets):
         """Dict of unweighted ``<name>_loss`` components and their weighted sum ``loss``."""

@@ -15,7 +15,7 @@ class PanopticDeepLab(SegmentationModel):
     pixels from each pixel to its instance centre); the instance branch needs MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE."""
 
     def __init__(self, cfg, backbone):
-        super().__init__(backbone)
+        super().__init__(backbone, cfg)
         self.decoder = _init(PanopticDeepLabDecoder(cfg, cfg.DATASET.NUM_CLASSES))
         _add_semantic_loss(self, cfg)
         if cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE:
@@ -32,7 +32,7 @@ class DeepLabV3(SegmentationModel):
     """Semantic segmentation only: ``semantic`` logits [N, C, H, W]."""
 
     def __init__(self, cfg, backbone):
-        super().__init__(backbone)
+        super().__init__(backbone, cfg)
         self.decoder = _init(DeepLabV3Decoder(cfg, cfg.DATASET.NUM_CLASSES))
         _add_semantic_loss(self, cfg)
 
@@ -42,6 +42,6 @@ class DeepLabV3Plus(SegmentationModel):
     """Semantic segmentation only, with one low-level skip: ``semantic`` logits [N, C, H, W]."""
 
     def __init__(self, cfg, backbone):
-        super().__init__(backbone)
+        super().__init__(backbone, cfg)
         self.decoder = _init(DeepLabV3PlusDecoder(cfg, cfg.DATASET.NUM_CLASSES))
         _add_semantic_loss(self, cfg)

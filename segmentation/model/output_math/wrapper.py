@@ -1,16 +1,8 @@
 """The model wrapper: the network's outputs and the batch become an OutputMath instance."""
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-SIZE_DIVISIBILITY = 32
-
-
-def pad_to_divisible(images, divisor=SIZE_DIVISIBILITY):
-    """Zero-pad (the normalised mean colour) at the bottom/right to a multiple of ``divisor``."""
-    h, w = images.shape[-2:]
-    ph, pw = -h % divisor, -w % divisor
-    return F.pad(images, (0, pw, 0, ph)) if ph or pw else images
+from ..meta_arch.base import pad_test_images
 
 
 def raw_batch(outputs, images, batch=None):
@@ -29,7 +21,7 @@ def raw_batch(outputs, images, batch=None):
 class OutputMathModel(nn.Module):
     """``forward(images, batch=None)`` runs the network and returns an instance of ``om_class`` whose raw batch
     holds ``<output>_pred`` for every network output, ``<key>_truth`` for every tensor of ``batch`` (e.g.
-    ``panoptic_truth``) and ``image``. In evaluation mode images are padded to a multiple of 32 and the outputs
+    ``panoptic_truth``) and ``image``. In evaluation mode images are padded (pad_test_images) and the outputs
     cropped back. The state dict is the network's, so checkpoints are interchangeable with the conventional path.
     """
 
@@ -42,7 +34,8 @@ class OutputMathModel(nn.Module):
         self.loss_modules = {name: getattr(net, f"{name}_criterion") for name, *_ in net.loss_terms}
 
     def forward(self, images, batch=None):
-        return self.build(self.net(images if self.training else pad_to_divisible(images)), images, batch)
+        return self.build(self.net(images if self.training else pad_test_images(images, self.net.test_crop_size)),
+                          images, batch)
 
     def build(self, outputs, images, batch=None):
         """The OM instance of network ``outputs`` computed elsewhere (e.g. by test-time augmentation)."""
@@ -52,6 +45,9 @@ class OutputMathModel(nn.Module):
 
     def state_dict(self, *args, **kwargs):
         return self.net.state_dict(*args, **kwargs)
+
+    def unused_state_keys(self):
+        return self.net.unused_state_keys()
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
         return self.net.load_state_dict(state_dict, strict=strict, assign=assign)

@@ -154,7 +154,7 @@ def test_losses_equal_the_conventional_model_losses():
     om = _om(pan, {f"{k}_pred": v for k, v in outputs.items()}, cfg=cfg)
     ref = _cpu_targets(pan[0], cfg)
     targets = {k: v[None] for k, v in ref.items() if isinstance(v, torch.Tensor)}
-    model = SegmentationModel(torch.nn.Identity())
+    model = SegmentationModel(torch.nn.Identity(), cfg)
     losses = _losses(cfg)
     for name, target in (("semantic", "semantic"), ("center", "center"), ("offset", "offset")):
         model._register_loss(name, losses[name], name, target, f"{target}_weights",
