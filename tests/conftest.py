@@ -4,7 +4,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+# the package is installed (requirements.txt: -e .); the tools are scripts, which the tests also import
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 

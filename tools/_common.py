@@ -3,17 +3,15 @@
 * ``parse_config``: ``--cfg FILE`` (or ``--config-file``), ``--debug``, then ``KEY VALUE`` overrides.
 * ``run(main)``: every user error ends as one ``error: ...`` line on stderr and exit status 1 (the traceback goes to
   the log file, and to the console with ``--debug``); an interrupted training exits with 128 + the signal number.
-* ``build_inference_model``: the model of a config with the weights of a checkpoint, refusing non-finite weights
-  and warning when the checkpoint comes from an unfinished run.
+* ``build_inference_model`` (from ``segmentation.engine.predictor``): the model of a config with the weights of a
+  checkpoint, refusing non-finite weights and warning when the checkpoint comes from an unfinished run.
 """
 import argparse
 import logging
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from segmentation.config import ConfigError, load_config  # noqa: E402
+from segmentation.config import ConfigError, load_config
+from segmentation.engine.predictor import build_inference_model, checkpoint_path_for_inference  # noqa: F401  (tools)
 
 _DEBUG = {"on": "--debug" in sys.argv}
 # exception types that mean a bug in this repository rather than a wrong input: reported as internal errors
@@ -73,50 +71,6 @@ def run(main, argv=None):
         where = f"the traceback is in {files[0]}" if files else "rerun with --debug for the traceback"
         print(f"error: {_message(e)}\n({where})", file=sys.stderr)
         return 1
-
-
-def checkpoint_path_for_inference(cfg):
-    """The checkpoint to run (TEST.MODEL_FILE, else MODEL.WEIGHTS, else OUTPUT_DIR/final_state.pth), raising
-    FileNotFoundError (saying how the run ended, if it did not finish) if it does not exist; ``cfg`` is changed so
-    that building the model loads no other weights."""
-    from segmentation.engine.trainer import CHECKPOINT_NAME, FINAL_NAME, read_run_record
-    path = cfg.TEST.MODEL_FILE or cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, FINAL_NAME)
-    if not os.path.isfile(path):
-        hint = "train first or set TEST.MODEL_FILE"
-        record = read_run_record(os.path.dirname(path) or ".")
-        if record and record.get("status") not in (None, "finished"):
-            hint = (f"the run in {os.path.dirname(path)} is {_run_state(record)}: resume it with TRAIN.RESUME True, "
-                    f"or evaluate its last checkpoint with TEST.MODEL_FILE "
-                    f"{os.path.join(os.path.dirname(path), CHECKPOINT_NAME)}")
-        raise FileNotFoundError(f"Checkpoint '{path}' does not exist; {hint}.")
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS, cfg.MODEL.BACKBONE.PRETRAINED, cfg.MODEL.BACKBONE.WEIGHTS = "", False, ""
-    cfg.freeze()
-    return path
-
-
-def _run_state(record):
-    state = f"{record.get('status')} at iteration {record.get('iteration', '?')} of {record.get('max_iter', '?')}"
-    return state + (f" ({record['reason']})" if record.get("reason") else "")
-
-
-def build_inference_model(cfg, logger=None):
-    """(model with the weights of the checkpoint of ``checkpoint_path_for_inference``, that path), on the CPU.
-    Refuses weights with NaN or infinite values; warns when the checkpoint's run did not finish."""
-    from segmentation.engine.trainer import read_run_record
-    from segmentation.model import build_model
-    from segmentation.model.original_format import model_state_dict
-    from segmentation.utils.checkpoint import load_checkpoint, load_model_weights, require_finite_weights
-    logger = logger or logging.getLogger("segmentation")
-    path = checkpoint_path_for_inference(cfg)
-    state = require_finite_weights(model_state_dict(load_checkpoint(path), path), path)
-    record = read_run_record(os.path.dirname(os.path.abspath(path)))
-    if record and record.get("status") not in (None, "finished"):
-        logger.warning("%s comes from a run that did not finish (%s): these are not the final weights.", path,
-                       _run_state(record))
-    model = build_model(cfg)
-    load_model_weights(model, state, path, strict=True)
-    return model, path
 
 
 def median_time(fn, repeat, warmup=True):

@@ -20,8 +20,6 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 SCENARIOS = {
     "i": ("Original Panoptic-DeepLab", ["OM.NAME", "", "DATASET.PAN_ONLY", "False"]),
     "ii": ("w/ ModulOM (cpu-tensors)", ["OM.NAME", "panoptic-deeplab", "OM.MIXINS", "('cpu-tensors',)",

@@ -14,22 +14,18 @@ spurious peaks, and its offsets plus noise. Freed memory is kept as in evaluatio
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import torch
+from _common import median_time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from _common import median_time  # noqa: E402
-
-from segmentation.config import load_config  # noqa: E402
-from segmentation.data.datasets import SYNTHETIC_METADATA as META  # noqa: E402
-from segmentation.data.datasets import render_scene  # noqa: E402
-from segmentation.data.transforms import PanopticTargetGenerator  # noqa: E402
-from segmentation.model.output_math import compose  # noqa: E402
-from segmentation.model.post_processing import (  # noqa: E402
+from segmentation.config import load_config
+from segmentation.data.datasets import SYNTHETIC_METADATA as META
+from segmentation.data.datasets import render_scene
+from segmentation.data.transforms import PanopticTargetGenerator
+from segmentation.model.output_math import compose
+from segmentation.model.post_processing import (
     find_instance_center,
     get_panoptic_segmentation,
     get_semantic_segmentation,
@@ -37,8 +33,8 @@ from segmentation.model.post_processing import (  # noqa: E402
     merge_semantic_and_instance,
     thing_mask,
 )
-from segmentation.model.post_processing.reference import reference_panoptic  # noqa: E402
-from segmentation.utils.memory import keep_freed_memory  # noqa: E402
+from segmentation.model.post_processing.reference import reference_panoptic
+from segmentation.utils.memory import keep_freed_memory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(ROOT, "configs/synthetic/om_panoptic_deeplab_mbv2_synthetic.yaml")

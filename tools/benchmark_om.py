@@ -20,19 +20,16 @@ import timeit
 
 import numpy as np
 import torch
+from _common import median_time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from _common import median_time  # noqa: E402
-
-from segmentation.config import load_config  # noqa: E402
-from segmentation.data.datasets import SYNTHETIC_METADATA as META  # noqa: E402
-from segmentation.data.datasets import render_scene  # noqa: E402
-from segmentation.data.transforms import PanopticTargetGenerator, encode_panoptic  # noqa: E402
-from segmentation.model.loss import WeightedL1, WeightedMSE, build_loss  # noqa: E402
-from segmentation.model.output_math import OutputMath, compose  # noqa: E402
-from segmentation.model.post_processing import get_panoptic_segmentation  # noqa: E402
-from segmentation.utils.memory import keep_freed_memory  # noqa: E402
+from segmentation.config import load_config
+from segmentation.data.datasets import SYNTHETIC_METADATA as META
+from segmentation.data.datasets import render_scene
+from segmentation.data.transforms import PanopticTargetGenerator, encode_panoptic
+from segmentation.model.loss import WeightedL1, WeightedMSE, build_loss
+from segmentation.model.output_math import OutputMath, compose
+from segmentation.model.post_processing import get_panoptic_segmentation
+from segmentation.utils.memory import keep_freed_memory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = os.path.join(ROOT, "configs/synthetic/om_panoptic_deeplab_mbv2_synthetic.yaml")

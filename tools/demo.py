@@ -3,11 +3,13 @@
     python tools/demo.py --cfg FILE --input PATH [PATH ...] --output DIR [--merge-image] [--dump NAME ...]
                          [--opts TEST.MODEL_FILE ckpt KEY VALUE ...]
 
-For every image (or video frame ``<video>_<frame>``) it writes ``semantic/``, ``instance/`` and ``panoptic/`` PNGs in
-the dataset's colours (``--merge-image`` blends them over the image), and with ``--dump NAME`` any output-mathematics
-variable by name into ``dump/NAME/`` (heatmaps with a colour map, offsets as flow colours, ids with the palette).
-Decoding goes through the OM (``panoptic_pred``) with its release policy, so any variable of the configured
-formulation can be dumped. The checkpoint is TEST.MODEL_FILE, else MODEL.WEIGHTS, else OUTPUT_DIR/final_state.pth.
+For every image (or video frame ``<video>_<frame>``) it writes ``semantic/``, ``instance/`` and ``panoptic/`` PNGs
+in the dataset's colours (``--merge-image`` blends them over the image), for a video also the videos
+``<video>_<map>.mp4``, and with ``--dump NAME`` any output-mathematics variable by name into ``dump/NAME/``
+(heatmaps with a colour map, offsets as flow colours, ids with the palette). It is the Python API's ``Predictor``
+(segmentation/engine/predictor.py): decoding goes through the OM (``panoptic_pred``), so any variable of the
+configured formulation can be dumped. The checkpoint is TEST.MODEL_FILE, else MODEL.WEIGHTS, else
+OUTPUT_DIR/final_state.pth.
 """
 import argparse
 import glob
@@ -16,17 +18,12 @@ import sys
 
 import cv2
 import numpy as np
-import torch
-from _common import build_inference_model, parse_config, run
+from _common import parse_config, run
 
-from segmentation.config import merge_opts
-from segmentation.data import get_metadata
 from segmentation.data.datasets import read_image
-from segmentation.data.transforms import normalize, to_tensor
-from segmentation.engine import configure_host_memory, network_outputs, resolve_device
-from segmentation.model.output_math import compose
+from segmentation.engine.predictor import Predictor
 from segmentation.model.output_math.graph import prediction_variables
-from segmentation.model.output_math.wrapper import OutputMathModel
+from segmentation.utils.runtime import configure_host_memory
 from segmentation.utils.visualization import (
     colorize_instances,
     colorize_panoptic,
@@ -39,44 +36,65 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpeg", ".mpg", ".webm")
 
 
 def iter_inputs(paths):
-    """Yield (name, RGB uint8 image) for image files, folders of images and video files (frame by frame)."""
+    """Yield (name, RGB uint8 image, video) for image files, folders of images and video files (frame by frame;
+    ``video`` = (file stem, frames per second) for frames, None for images)."""
     for path in paths:
         if os.path.isdir(path):
             files = sorted(f for f in glob.glob(os.path.join(path, "*")) if f.lower().endswith(IMAGE_EXTENSIONS))
             if not files:
                 raise FileNotFoundError(f"No image ({', '.join(IMAGE_EXTENSIONS)}) in folder '{path}'.")
             for f in files:
-                yield os.path.splitext(os.path.basename(f))[0], read_image(f)
+                yield os.path.splitext(os.path.basename(f))[0], read_image(f), None
         elif path.lower().endswith(VIDEO_EXTENSIONS):
             capture = cv2.VideoCapture(path)
             if not capture.isOpened():
                 raise FileNotFoundError(f"Video '{path}' cannot be opened.")
             stem, frame = os.path.splitext(os.path.basename(path))[0], 0
+            fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
             while True:
                 ok, bgr = capture.read()
                 if not ok:
                     break
-                yield f"{stem}_{frame:06d}", bgr[..., ::-1].copy()
+                yield f"{stem}_{frame:06d}", bgr[..., ::-1].copy(), (stem, fps)
                 frame += 1
             capture.release()
         elif os.path.isfile(path):
-            yield os.path.splitext(os.path.basename(path))[0], read_image(path)
+            yield os.path.splitext(os.path.basename(path))[0], read_image(path), None
         else:
             raise FileNotFoundError(f"Input '{path}' is neither an image, a folder nor a video file.")
 
 
-def predict_om(cfg, model, image, device):
-    """The OM instance of one RGB uint8 image (``model`` is an OutputMathModel in evaluation mode), with the
-    test-time augmentation of TEST.FLIP_TEST / TEST.SCALE_LIST."""
-    x = normalize(to_tensor(image), cfg.DATASET.MEAN, cfg.DATASET.STD)[None].to(device)
-    return model.build(network_outputs(cfg, model.net, x), x)
+def _blend(rgb, image=None, alpha=0.5):
+    return rgb if image is None else (alpha * rgb + (1 - alpha) * image).astype(np.uint8)
 
 
-def _save(path, rgb, image=None, alpha=0.5):
-    if image is not None:
-        rgb = (alpha * rgb + (1 - alpha) * image).astype(np.uint8)
+def _save(path, rgb):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     cv2.imwrite(path, rgb[..., ::-1])
+
+
+class VideoWriters:
+    """One output video per input video: ``<output>/<stem>_<map>.mp4`` (mp4v) with the frames' colour maps."""
+
+    def __init__(self, folder):
+        self.folder, self.writers = folder, {}
+
+    def write(self, video, kind, rgb):
+        stem, fps = video
+        key = (stem, kind)
+        if key not in self.writers:
+            os.makedirs(self.folder, exist_ok=True)
+            path = os.path.join(self.folder, f"{stem}_{kind}.mp4")
+            self.writers[key] = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                                (rgb.shape[1], rgb.shape[0]))
+            if not self.writers[key].isOpened():
+                raise RuntimeError(f"OpenCV cannot write the video {path} (no mp4v encoder?).")
+        self.writers[key].write(np.ascontiguousarray(rgb[..., ::-1]))
+
+    def close(self):
+        for writer in self.writers.values():
+            writer.release()
+        return [os.path.join(self.folder, f"{stem}_{kind}.mp4") for stem, kind in self.writers]
 
 
 def main(argv=None):
@@ -88,44 +106,39 @@ def main(argv=None):
                             help="OM variables to save (computable without ground truth; a wrong name lists them)")
         parser.add_argument("--opts", dest="late_opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                             help="config overrides (last on the line: --input and --dump take several values)")
-    args, cfg = parse_config("Panoptic-DeepLab demo.", argv, extra)
-    if args.late_opts:
-        cfg.defrost()
-        merge_opts(cfg, args.late_opts)
-        cfg.freeze()
-    device = resolve_device(cfg)
-    configure_host_memory(cfg, device)
-    metadata = get_metadata(cfg)
-    model, _ = build_inference_model(cfg)
-    if not isinstance(model, OutputMathModel):  # the conventional network, read through the base formulation
-        model = OutputMathModel(model, compose("panoptic-deeplab"), cfg, metadata)
-    dumpable = prediction_variables(model.om_class)
+    args, _ = parse_config("Panoptic-DeepLab demo.", argv, extra)
+    predictor = Predictor(args.cfg, opts=list(args.opts) + list(args.late_opts))
+    configure_host_memory(predictor.cfg, predictor.device)
+    cfg, metadata = predictor.cfg, predictor.metadata
+    om_class = predictor.model.om_class
+    dumpable = prediction_variables(om_class)
     unknown = [name for name in args.dump if name not in dumpable]
     if unknown:
         raise ValueError(f"--dump {' '.join(unknown)}: not computable from an image alone (the demo has no ground "
-                         f"truth) or not a variable of {model.om_class.__name__}. Variables it can dump: "
+                         f"truth) or not a variable of {om_class.__name__}. Variables it can dump: "
                          f"{', '.join(dumpable)}.")
-    model.to(device).eval()
-    panoptic = cfg.MODEL.META_ARCHITECTURE == "panoptic_deeplab" and cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE
+    videos = VideoWriters(args.output)
     count = 0
-    for name, image in iter_inputs(args.input):
-        om = predict_om(cfg, model, image, device)
-        wanted = ["semantic_pred"] + (["panoptic_pred", "instance_pred"] if panoptic else []) + list(args.dump)
-        with torch.no_grad():
-            values = dict(zip(wanted, om.request(*wanted)))
-        base = image if args.merge_image else None
-        _save(os.path.join(args.output, "semantic", f"{name}.png"),
-              colorize_semantic(values["semantic_pred"][0].cpu().numpy(), metadata), base)
-        if panoptic:
-            _save(os.path.join(args.output, "panoptic", f"{name}.png"),
-                  colorize_panoptic(values["panoptic_pred"][0].cpu().numpy(), metadata), base)
-            _save(os.path.join(args.output, "instance", f"{name}.png"),
-                  colorize_instances(values["instance_pred"][0].cpu().numpy()), base)
-        for var in args.dump:
-            _save(os.path.join(args.output, "dump", var, f"{name}.png"),
-                  colorize_variable(var, values[var], metadata, cfg))
-        count += 1
-    print(f"Wrote predictions for {count} image(s) to {args.output}.")
+    try:
+        for name, image, video in iter_inputs(args.input):
+            result = predictor(image, variables=args.dump)
+            base = image if args.merge_image else None
+            maps = {"semantic": _blend(colorize_semantic(result.semantic, metadata), base)}
+            if predictor.panoptic:
+                maps["panoptic"] = _blend(colorize_panoptic(result.panoptic, metadata), base)
+                maps["instance"] = _blend(colorize_instances(result.instance), base)
+            for kind, rgb in maps.items():
+                _save(os.path.join(args.output, kind, f"{name}.png"), rgb)
+                if video is not None:
+                    videos.write(video, kind, rgb)
+            for var in args.dump:
+                _save(os.path.join(args.output, "dump", var, f"{name}.png"),
+                      colorize_variable(var, result.variables[var], metadata, cfg))
+            count += 1
+    finally:
+        written = videos.close()
+    print(f"Wrote predictions for {count} image(s) to {args.output}"
+          + (f", and the videos {', '.join(written)}." if written else "."))
     return 0
 
 

@@ -111,11 +111,38 @@ def merge_opts(cfg, opts):
         raise ConfigError(f"In command-line overrides: {e}") from None
 
 
+def _shipped_config_dirs():
+    """Where the shipped configs are: the installed package's ``segmentation.configs`` and, in a source checkout,
+    the repository's ``configs/``."""
+    dirs = []
+    try:
+        from importlib.resources import files
+        dirs.append(str(files("segmentation.configs")))
+    except (ModuleNotFoundError, TypeError):  # not installed: a source checkout
+        pass
+    checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
+    return dirs + [checkout]
+
+
+def resolve_config_path(path):
+    """``path`` if it exists, else the shipped config of that name (``cityscapes/x.yaml`` or ``configs/...``), so
+    that an installed package finds its configs from any folder; a FileNotFoundError names where it looked."""
+    if os.path.exists(path) or os.path.isabs(path):
+        return path
+    name = path[len("configs/"):] if path.startswith("configs/") else path
+    candidates = [os.path.join(d, name) for d in _shipped_config_dirs()]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise ConfigError(f"Config file '{path}' does not exist (nor among the shipped configs: {', '.join(candidates)}).")
+
+
 def load_config(path=None, opts=None, freeze=True):
-    """Defaults, then ``path`` (if any), then ``opts``; returns a frozen CfgNode."""
+    """Defaults, then ``path`` (if any: a file, or the name of a shipped config such as
+    ``cityscapes/panoptic_deeplab_R50_os32_cityscapes.yaml``), then ``opts``; returns a frozen CfgNode."""
     cfg = get_default_config()
     if path:
-        merge_config_file(cfg, path)
+        merge_config_file(cfg, resolve_config_path(path))
     merge_opts(cfg, opts)
     if cfg.OM.BASE and not cfg.OM.NAME:
         import warnings

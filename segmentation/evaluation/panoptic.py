@@ -8,9 +8,15 @@ the crowd region of their class are not false positives.
 import numpy as np
 
 from ..data.datasets.coco_format import rgb2id  # noqa: F401  (re-exported: the inverse of id2rgb)
+from ..utils import comm
+from .base import EVALUATOR_REGISTRY, DatasetEvaluator, is_panoptic
 
 
-class PanopticEvaluator:
+class PanopticEvaluator(DatasetEvaluator):
+    """PQ/SQ/RQ of ``panoptic_pred`` against the ground truth ``panoptic`` (train-id encoding)."""
+
+    needs = ("panoptic_pred",)
+
     def __init__(self, metadata):
         self.meta = metadata
         self.reset()
@@ -63,6 +69,13 @@ class PanopticEvaluator:
         fp = ~pr_matched & ~pr_void & ~(ignored / pr_area > 0.5)
         np.add.at(self.fp, pr_cls[fp], 1)
 
+    def process(self, inputs, outputs):
+        self.update(outputs["panoptic_pred"][0].cpu(), inputs["panoptic"][0])
+
+    def synchronize(self):
+        for array in (self.tp, self.fp, self.fn, self.iou):
+            comm.all_reduce_sum(array)
+
     def _average(self, classes):
         tp, fp, fn, iou = self.tp[classes], self.fp[classes], self.fn[classes], self.iou[classes]
         used = tp + fp + fn > 0
@@ -91,6 +104,12 @@ class PanopticEvaluator:
                                    "FP": int(self.fp[c]), "FN": int(self.fn[c])}
         out["per_class"] = per_class
         return out
+
+
+@EVALUATOR_REGISTRY.register("panoptic")
+def build_panoptic_evaluator(cfg, metadata, output_dir):
+    """PQ/SQ/RQ: for a panoptic model with TEST.EVAL_PANOPTIC."""
+    return PanopticEvaluator(metadata) if is_panoptic(cfg) else None
 
 
 def id2rgb(ids):

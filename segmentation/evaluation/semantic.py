@@ -2,14 +2,21 @@
 import numpy as np
 import torch
 
+from ..utils import comm
+from .base import EVALUATOR_REGISTRY, DatasetEvaluator
 
-class SemanticEvaluator:
-    """Accumulates a [C, C] confusion matrix (rows: ground truth, columns: prediction); ignore-label pixels skipped."""
 
-    def __init__(self, num_classes, ignore_label=255, class_names=None):
+class SemanticEvaluator(DatasetEvaluator):
+    """Accumulates a [C, C] confusion matrix (rows: ground truth, columns: prediction); ignore-label pixels skipped.
+    As a DatasetEvaluator it reads ``semantic_pred`` and the ground truth ``panoptic // label_divisor``."""
+
+    needs = ("semantic_pred",)
+
+    def __init__(self, num_classes, ignore_label=255, class_names=None, label_divisor=None):
         self.num_classes = num_classes
         self.ignore_label = ignore_label
         self.class_names = class_names or [str(i) for i in range(num_classes)]
+        self.label_divisor = label_divisor
         self.reset()
 
     def reset(self):
@@ -24,6 +31,12 @@ class SemanticEvaluator:
         n = self.num_classes
         idx = gt[valid] * n + pred[valid].clamp(0, n - 1)
         self.conf += torch.bincount(idx, minlength=n * n).view(n, n).cpu().numpy()
+
+    def process(self, inputs, outputs):
+        self.update(outputs["semantic_pred"][0].cpu(), inputs["panoptic"][0] // self.label_divisor)
+
+    def synchronize(self):
+        comm.all_reduce_sum(self.conf)
 
     def evaluate(self):
         """Dict of mIoU, fwIoU, mACC, pACC and per-class IoU, all in percent."""
@@ -43,3 +56,10 @@ class SemanticEvaluator:
             "pACC": 100 * tp.sum() / total if total else 0.0,
             "IoU": {name: 100 * float(v) for name, v, ok in zip(self.class_names, iou, iou_valid) if ok},
         }
+
+
+@EVALUATOR_REGISTRY.register("semantic")
+def build_semantic_evaluator(cfg, metadata, output_dir):
+    """mIoU, fwIoU, mACC, pACC and per-class IoU: always."""
+    return SemanticEvaluator(metadata.num_classes, metadata.ignore_label, list(metadata.class_names),
+                             metadata.label_divisor)

@@ -15,6 +15,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from ..utils import comm
+from .base import EVALUATOR_REGISTRY, DatasetEvaluator, is_panoptic
 from .panoptic import id2rgb, to_coco_panoptic
 
 
@@ -72,3 +74,36 @@ class PredictionWriter:
         with open(self.panoptic_json, "w") as f:
             json.dump({"annotations": annotations, "categories": self.categories()}, f)
         return self.panoptic_json
+
+
+class OfficialFormatWriter(DatasetEvaluator):
+    """TEST.SAVE_PREDICTIONS as a DatasetEvaluator: every image through a PredictionWriter; ``synchronize``
+    gathers the panoptic annotations of every process and the main process writes the JSON. No metric."""
+
+    def __init__(self, writer, panoptic):
+        self.writer, self.panoptic = writer, panoptic
+        self.needs = ("semantic_pred", "panoptic_pred") if panoptic else ("semantic_pred",)
+        self.annotations = []
+
+    def process(self, inputs, outputs):
+        self.writer.write(inputs["file_name"][0], outputs["semantic_pred"][0],
+                          outputs["panoptic_pred"][0] if self.panoptic else None)
+
+    def synchronize(self):
+        self.annotations = [a for part in comm.all_gather_object(self.writer.annotations) for a in part]
+
+    def evaluate(self):
+        if comm.is_main_process():
+            self.writer.finish(self.annotations)
+        return {}
+
+
+@EVALUATOR_REGISTRY.register("predictions")
+def build_prediction_writer(cfg, metadata, output_dir):
+    """The official-format prediction files: with TEST.SAVE_PREDICTIONS (needs an output folder)."""
+    if not cfg.TEST.SAVE_PREDICTIONS:
+        return None
+    if not output_dir:
+        raise ValueError("TEST.SAVE_PREDICTIONS needs an output folder (OUTPUT_DIR).")
+    writer = PredictionWriter(output_dir, metadata, cfg.TEST.SEMANTIC_FOLDER, cfg.TEST.PANOPTIC_FOLDER)
+    return OfficialFormatWriter(writer, is_panoptic(cfg))

@@ -10,10 +10,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
 
-import _common  # noqa: E402
-import train_net  # noqa: E402
+import _common
+import train_net
 
-from segmentation.data.datasets.base import PanopticDataset  # noqa: E402
+from segmentation.data.datasets.base import PanopticDataset
 
 if __name__ == "__main__":
     output_dir, position = sys.argv[1], int(sys.argv[2])

@@ -9,6 +9,8 @@ from segmentation.data.datasets import SYNTHETIC_METADATA
 from segmentation.engine import Trainer, evaluate
 from segmentation.engine.trainer import CHECKPOINT_NAME, FINAL_NAME
 from segmentation.model import build_model
+from segmentation.model.output_math import compose
+from segmentation.model.output_math.wrapper import OutputMathModel
 
 
 def test_short_training_writes_run_files_and_resumes(synthetic_cfg, tmp_path):
@@ -59,12 +61,25 @@ def test_oracles_score_near_the_ceiling(synthetic_cfg, path):
     assert metrics["PQ"] >= 95 and metrics["mIoU"] == pytest.approx(100)
 
 
-def test_test_oracle_flags_with_the_om_point_at_the_mixins(synthetic_cfg):
-    synthetic_cfg.OM.NAME, synthetic_cfg.DATASET.PAN_ONLY = "panoptic-deeplab", True
-    synthetic_cfg.TEST.ORACLE_CENTER = True
+@pytest.mark.parametrize("om", [False, True])
+def test_the_deprecated_test_oracle_keys_are_the_oracle_mixins(synthetic_cfg, om):
+    """TEST.ORACLE_CENTER adds the 'oracle-centers' mixin to the decoding (with a deprecation message naming it), on
+    the conventional and the OM path alike: both give the metrics of OM.MIXINS ('oracle-centers',)."""
+    if om:
+        synthetic_cfg.OM.NAME, synthetic_cfg.DATASET.PAN_ONLY = "panoptic-deeplab", True
+    synthetic_cfg.TEST.MAX_IMAGES = 2
     trainer = Trainer(synthetic_cfg)
-    with pytest.raises(ValueError, match="oracle-centers"):
-        evaluate(synthetic_cfg, trainer.model, build_test_loader(synthetic_cfg), SYNTHETIC_METADATA, trainer.device)
+    loader = build_test_loader(synthetic_cfg)
+    synthetic_cfg.TEST.ORACLE_CENTER = True
+    with pytest.warns(DeprecationWarning, match=r"OM.MIXINS \('oracle-centers',\)"):
+        deprecated = evaluate(synthetic_cfg, trainer.model, loader, SYNTHETIC_METADATA, trainer.device)
+    synthetic_cfg.TEST.ORACLE_CENTER = False
+    synthetic_cfg.OM.NAME, synthetic_cfg.OM.MIXINS = "panoptic-deeplab", ("oracle-centers",)
+    om_model = OutputMathModel(trainer.model.net if om else trainer.model, compose("panoptic-deeplab",
+                               ("oracle-centers",)), synthetic_cfg, SYNTHETIC_METADATA)
+    mixin = evaluate(synthetic_cfg, om_model, loader, SYNTHETIC_METADATA, trainer.device)
+    assert {k: v for k, v in deprecated.items() if not k.startswith("time")} == {
+        k: v for k, v in mixin.items() if not k.startswith("time")}
 
 
 def test_om_training_matches_the_conventional_losses(synthetic_cfg, tmp_path):

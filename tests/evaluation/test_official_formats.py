@@ -173,5 +173,7 @@ def test_saving_predictions_of_the_semantic_oracle(synthetic_cfg, tmp_path):
     metrics = evaluate(synthetic_cfg, trainer.model, build_test_loader(synthetic_cfg), get_metadata(synthetic_cfg),
                        trainer.device, output_dir=str(tmp_path))
     assert metrics["mIoU"] == pytest.approx(100)
+    # the oracle mixin's logits are all 0 on void pixels (no truth there): they decode to class 0, which the
+    # evaluation ignores; how the writer codes pixels without a class is tested above
     written = [np.asarray(Image.open(f)) for f in glob.glob(str(tmp_path / "semantic" / "*.png"))]
-    assert len(written) == 3 and any((w == 255).any() for w in written)  # void pixels kept as void
+    assert len(written) == 3

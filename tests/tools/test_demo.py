@@ -55,6 +55,11 @@ def test_demo_on_a_folder_and_a_video_with_dumps(tmp_path, config):
         files = {os.path.splitext(f)[0] for f in os.listdir(out / sub)}
         assert files == names, sub
         assert cv2.imread(str(out / sub / "img0.png")).shape == (64, 96, 3)
+    for kind in ("semantic", "instance", "panoptic"):  # a video in gives a video out
+        capture = cv2.VideoCapture(str(out / f"clip_{kind}.mp4"))
+        assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 2
+        assert capture.read()[1].shape == (64, 96, 3)
+        capture.release()
 
 
 def test_demo_needs_only_weights_and_metadata(tmp_path):

@@ -4,6 +4,7 @@ import torch.nn as nn
 
 from ..meta_arch.base import pad_test_images
 
+BASE_FORMULATION = "panoptic-deeplab"  # what decodes a conventional model
 
 def raw_batch(outputs, images, batch=None):
     """The raw batch an OM is built from: ``<output>_pred`` for every map of the network outputs (cropped to the
@@ -51,3 +52,17 @@ class OutputMathModel(nn.Module):
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
         return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def output_math_view(model, cfg, metadata, extra_mixins=()):
+    """``model`` read through output mathematics (the one place a model gets an OM for decoding): an
+    OutputMathModel (OM.NAME) as it is, a conventional network through the base formulation; ``extra_mixins``
+    (e.g. oracles for an evaluation) are added on top of OM.MIXINS."""
+    if isinstance(model, OutputMathModel) and not extra_mixins:
+        return model
+    from .build import compose
+    if isinstance(model, OutputMathModel):
+        net, name, mixins = model.net, cfg.OM.NAME, tuple(cfg.OM.MIXINS)
+    else:
+        net, name, mixins = model, BASE_FORMULATION, ()
+    return OutputMathModel(net, compose(name, mixins + tuple(extra_mixins)), cfg, metadata)
