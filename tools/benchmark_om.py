@@ -104,7 +104,8 @@ def bench_targets(repeat, h, w, only_om=False):
                                   small_instance_area=d.SMALL_INSTANCE_AREA,
                                   small_instance_weight=d.SMALL_INSTANCE_WEIGHT)
     pan = torch.stack([encode_panoptic(ids, segs, META) for _, ids, segs in scenes])
-    names = ("semantic_truth", "center_truth", "offset_truth", "semantic_weights", "center_weights", "offset_weights")
+    names = ("semantic_truth", "center_truth", "offset_truth", "semantic_weights_truth", "center_weights_truth",
+             "offset_weights_truth")
 
     def om_targets():
         om = compose("panoptic-deeplab")({"panoptic_truth": pan}, config=cfg, metadata=META)

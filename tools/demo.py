@@ -22,14 +22,10 @@ from _common import parse_config, run
 
 from segmentation.data.datasets import read_image
 from segmentation.engine.predictor import Predictor
+from segmentation.model.output_math.drawing import colorize_variable
 from segmentation.model.output_math.graph import prediction_variables
-from segmentation.utils.runtime import configure_host_memory
-from segmentation.utils.visualization import (
-    colorize_instances,
-    colorize_panoptic,
-    colorize_semantic,
-    colorize_variable,
-)
+from segmentation.utils.runtime import configure_runtime
+from segmentation.utils.visualization import colorize_instances, colorize_panoptic, colorize_semantic
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpeg", ".mpg", ".webm")
@@ -108,7 +104,7 @@ def main(argv=None):
                             help="config overrides (last on the line: --input and --dump take several values)")
     args, _ = parse_config("Panoptic-DeepLab demo.", argv, extra)
     predictor = Predictor(args.cfg, opts=list(args.opts) + list(args.late_opts))
-    configure_host_memory(predictor.cfg, predictor.device)
+    configure_runtime(predictor.cfg, predictor.device)
     cfg, metadata = predictor.cfg, predictor.metadata
     om_class = predictor.model.om_class
     dumpable = prediction_variables(om_class)

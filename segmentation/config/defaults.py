@@ -5,14 +5,35 @@ says otherwise; keys that the original hard-codes (Gaussian sigma, label divisor
 """
 from yacs.config import CfgNode as CN
 
-# Increment when a key is renamed or its meaning changes, so that old YAML files can be detected.
-CONFIG_VERSION = 1
+# The configuration schema version. A file that states an older VERSION (every resolved config.yaml a run writes
+# does) is upgraded by config/loader.py (UPGRADES) so that it keeps meaning what it meant; a file without VERSION
+# (the original's YAML files, ours) is read as the current version.
+# 2: MODEL.ALIGN_CORNERS and TEST.PAD_TO_CROP_SIZE added, True by default (version 1 behaved as False).
+CONFIG_VERSION = 2
+
+# Keys kept so that the original repository's YAML files load, but read by nothing here: setting one to another
+# value than its default logs a warning with the reason (config/loader.py).
+COMPATIBILITY_KEYS = {
+    "GPUS": "devices come from DEVICE, and several processes from torchrun --nproc_per_node",
+    "WORKERS": "DATALOADER.NUM_WORKERS sets the loader workers",
+    "TEST.GPUS": "evaluation runs on DEVICE (several processes: torchrun)",
+    "MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_ARCH": "the original's foreground head is not part of this repository",
+    "LOSS.SEMANTIC.REDUCTION": "every semantic loss averages over its pixels",
+    "LOSS.CENTER.REDUCTION": "the centre loss is normalised by the centre weights",
+    "LOSS.OFFSET.REDUCTION": "the offset loss is normalised by the offset weights",
+    "DATALOADER.SAMPLER_TRAIN": "training always uses the exact-resume TrainingSampler",
+    "DEBUG.TARGET_KEYS": "the TensorBoard grid draws DEBUG.OM_VARIABLES",
+    "DEBUG.OUTPUT_KEYS": "the TensorBoard grid draws DEBUG.OM_VARIABLES",
+    "DEBUG.KEEP_INTERVAL": "debug grids go to TensorBoard, not to PNG files",
+    "TEST.FOREGROUND_FOLDER": "the original's foreground head is not part of this repository",
+    "TEST.DEBUG": "validation panels: TEST.NUM_VIS",
+}
 
 
 def add_misc_config(cfg):
     cfg.VERSION = CONFIG_VERSION  # configuration schema version (see CONFIG_VERSION)
     cfg.OUTPUT_DIR = "./output"  # where checkpoints, logs, metrics and visualizations are written
-    cfg.GPUS = (0,)  # CUDA device ids; ignored on a machine without CUDA (training then runs on the CPU)
+    cfg.GPUS = (0,)  # kept for compatibility (COMPATIBILITY_KEYS): DEVICE and torchrun choose the devices
     cfg.DEVICE = "auto"  # "auto" (cuda if available, else cpu), "cpu" or "cuda"
     cfg.WORKERS = 4  # kept for compatibility with the original's YAML files; DATALOADER.NUM_WORKERS is used
     cfg.PRINT_FREQ = 20  # log a line every this many iterations
@@ -25,7 +46,7 @@ def add_misc_config(cfg):
 
 def add_cudnn_config(cfg):
     cfg.CUDNN = CN()
-    cfg.CUDNN.BENCHMARK = True  # torch.backends.cudnn.benchmark
+    cfg.CUDNN.BENCHMARK = True  # torch.backends.cudnn.benchmark (set by utils/runtime.configure_backends)
     cfg.CUDNN.DETERMINISTIC = False  # torch.backends.cudnn.deterministic
     cfg.CUDNN.ENABLED = True  # torch.backends.cudnn.enabled
 
@@ -100,6 +121,8 @@ def add_om_config(cfg):
     cfg.OM.LEARNABLE_CENTERS.DETACH = False  # learnable-centers: stop the gradient through the vote means
     cfg.OM.PUSH_PULL = CN()
     cfg.OM.PUSH_PULL.WEIGHT = 1.0  # push-pull: weight of the term added to the offset loss (lambda_wrc)
+    cfg.OM.HUBER_OFFSETS = CN()
+    cfg.OM.HUBER_OFFSETS.BETA = 4.0  # huber-offsets: error (pixels) below which the offset loss is quadratic
 
 
 def add_dataset_config(cfg):
@@ -200,7 +223,7 @@ def add_train_config(cfg):
 
 def add_dataloader_config(cfg):
     cfg.DATALOADER = CN()
-    cfg.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"  # infinite shuffled sampler (the only one)
+    cfg.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"  # kept for compatibility (COMPATIBILITY_KEYS)
     cfg.DATALOADER.TRAIN_SHUFFLE = True  # shuffle the training set
     cfg.DATALOADER.NUM_WORKERS = 4  # DataLoader worker processes (0: load in the main process)
 
@@ -209,9 +232,9 @@ def add_debug_config(cfg):
     cfg.DEBUG = CN()
     cfg.DEBUG.DEBUG = True  # save debug image grids during training
     cfg.DEBUG.DEBUG_FREQ = 100  # every this many iterations
-    cfg.DEBUG.TARGET_KEYS = (  # target maps drawn in the debug grid
+    cfg.DEBUG.TARGET_KEYS = (  # kept for compatibility (COMPATIBILITY_KEYS); see OM_VARIABLES
         "semantic", "center", "offset", "semantic_weights", "center_weights", "offset_weights")
-    cfg.DEBUG.OUTPUT_KEYS = ("semantic", "center", "offset")  # network outputs drawn in the debug grid
+    cfg.DEBUG.OUTPUT_KEYS = ("semantic", "center", "offset")  # kept for compatibility; see OM_VARIABLES
     cfg.DEBUG.KEEP_INTERVAL = 1000  # original key (debug PNG retention); grids now go to TensorBoard
     cfg.DEBUG.TENSORBOARD = True  # TensorBoard scalars every PRINT_FREQ, images every DEBUG_FREQ (if installed)
     cfg.DEBUG.OM_VARIABLES = (  # OM variables drawn in the TensorBoard image grid, one column each
@@ -229,7 +252,7 @@ def add_test_config(cfg):
     cfg.TEST.SEMANTIC_FOLDER = "semantic"  # sub-folder of OUTPUT_DIR for semantic predictions
     cfg.TEST.INSTANCE_FOLDER = "instance"  # sub-folder of OUTPUT_DIR for instance predictions
     cfg.TEST.PANOPTIC_FOLDER = "panoptic"  # sub-folder of OUTPUT_DIR for panoptic predictions
-    cfg.TEST.FOREGROUND_FOLDER = "foreground"  # sub-folder of OUTPUT_DIR for foreground predictions
+    cfg.TEST.FOREGROUND_FOLDER = "foreground"  # kept for compatibility (COMPATIBILITY_KEYS)
     cfg.TEST.SAVE_PREDICTIONS = False  # write predictions in the official formats into the three folders above:
     # eval-id semantic PNGs, COCO-panoptic PNGs + <PANOPTIC_FOLDER>.json, the instance evaluator's files
     cfg.TEST.EVAL_INSTANCE = False  # also evaluate instance AP/AP50: coco_panoptic (pycocotools on

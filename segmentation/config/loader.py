@@ -1,11 +1,15 @@
 """Strict config loading: ``_BASE_`` inheritance, unknown keys are errors naming the closest valid keys."""
 import difflib
+import logging
 import os
+from collections.abc import Sequence
 
 import yaml
 from yacs.config import CfgNode as CN
 
-from .defaults import get_default_config
+from .defaults import COMPATIBILITY_KEYS, CONFIG_VERSION, get_default_config
+
+logger = logging.getLogger("segmentation")
 
 BASE_KEY = "_BASE_"
 
@@ -84,9 +88,49 @@ def _deep_update(dst, src):
             dst[k] = v
 
 
+def _upgrade_1_to_2(data):
+    """Version 1 had no MODEL.ALIGN_CORNERS / TEST.PAD_TO_CROP_SIZE and behaved as if both were False."""
+    data.setdefault("MODEL", {}).setdefault("ALIGN_CORNERS", False)
+    data.setdefault("TEST", {}).setdefault("PAD_TO_CROP_SIZE", False)
+
+
+# version v -> the function that turns a file of version v into one of version v + 1 (in place)
+UPGRADES = {1: _upgrade_1_to_2}
+
+
+def upgrade(data, path):
+    """Bring the YAML mapping of a file stating an older VERSION to CONFIG_VERSION (a file without VERSION is read
+    as the current version); a newer VERSION is an error."""
+    version = data.get("VERSION")
+    if version is None or version == CONFIG_VERSION:
+        return data
+    if not isinstance(version, int) or version > CONFIG_VERSION or version < min(UPGRADES):
+        raise ConfigError(f"Config file '{path}' states VERSION {version!r}; this repository reads versions "
+                          f"{min(UPGRADES)} to {CONFIG_VERSION} (a newer file needs a newer repository).")
+    for v in range(version, CONFIG_VERSION):
+        UPGRADES[v](data)
+    data["VERSION"] = CONFIG_VERSION
+    logger.info("Config file %s is of version %d: upgraded to version %d (segmentation/config/loader.py UPGRADES).",
+                path, version, CONFIG_VERSION)
+    return data
+
+
+def warn_compatibility_keys(cfg):
+    """A warning for every key of COMPATIBILITY_KEYS set to another value than its default: nothing reads it."""
+    defaults = get_default_config()
+    for key, reason in COMPATIBILITY_KEYS.items():
+        node, default = cfg, defaults
+        for part in key.split("."):
+            node, default = node[part], default[part]
+        if node != default:
+            logger.warning("%s is kept for compatibility with the original's config files and not read (%s).", key,
+                           reason)
+
+
 def merge_config_file(cfg, path):
-    """Merge a YAML file (with its ``_BASE_`` chain) into ``cfg``; unknown keys raise ConfigError."""
-    data = _read_yaml(path)
+    """Merge a YAML file (with its ``_BASE_`` chain, upgraded from an older VERSION) into ``cfg``; unknown keys raise
+    ConfigError."""
+    data = upgrade(_read_yaml(path), path)
     _check_keys(data, cfg, path, cfg)
     try:
         cfg.merge_from_other_cfg(CN(data))
@@ -124,7 +168,7 @@ def _shipped_config_dirs():
     return dirs + [checkout]
 
 
-def resolve_config_path(path):
+def resolve_config_path(path: str) -> str:
     """``path`` if it exists, else the shipped config of that name (``cityscapes/x.yaml`` or ``configs/...``), so
     that an installed package finds its configs from any folder; a FileNotFoundError names where it looked."""
     if os.path.exists(path) or os.path.isabs(path):
@@ -137,7 +181,7 @@ def resolve_config_path(path):
     raise ConfigError(f"Config file '{path}' does not exist (nor among the shipped configs: {', '.join(candidates)}).")
 
 
-def load_config(path=None, opts=None, freeze=True):
+def load_config(path: str | None = None, opts: Sequence[str] | None = None, freeze: bool = True) -> CN:
     """Defaults, then ``path`` (if any: a file, or the name of a shipped config such as
     ``cityscapes/panoptic_deeplab_R50_os32_cityscapes.yaml``), then ``opts``; returns a frozen CfgNode."""
     cfg = get_default_config()
@@ -149,6 +193,7 @@ def load_config(path=None, opts=None, freeze=True):
         warnings.warn("OM.BASE is deprecated; use OM.NAME.", DeprecationWarning, stacklevel=2)
         cfg.OM.NAME = cfg.OM.BASE
     validate_config(cfg)
+    warn_compatibility_keys(cfg)
     if freeze:
         cfg.freeze()
     return cfg
@@ -199,7 +244,7 @@ class _PlainDumper(yaml.SafeDumper):
 _PlainDumper.add_representer(list, _PlainDumper.represent_list)
 
 
-def dump_config(cfg):
+def dump_config(cfg: CN) -> str:
     """``cfg`` as plain YAML text that ``load_config`` reads back (keys in definition order)."""
     def plain(node):
         return {k: plain(v) if isinstance(v, CN) else list(v) if isinstance(v, tuple) else v for k, v in node.items()}

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Iterable
 
 import torch
 
@@ -24,6 +25,19 @@ logger = logging.getLogger("segmentation")
 # deprecated TEST key -> the OM mixin it stands for
 ORACLE_KEYS = {"ORACLE_SEMANTIC": "oracle-semantics", "ORACLE_CENTER": "oracle-centers",
                "ORACLE_OFFSET": "oracle-offsets"}
+
+
+def evaluation_dir(cfg, checkpoint):
+    """``OUTPUT_DIR/eval/<split>-<checkpoint name>-<hash>``: one folder per evaluation setting, so that an evaluation
+    never overwrites the training run's files nor another evaluation's; the hash covers the config keys that change
+    predictions at test time (TEST, POST_PROCESSING, OM, DATASET) and is the same on every process."""
+    import hashlib
+
+    from ..config import dump_config
+    relevant = "\n".join(dump_config(cfg[k]) for k in ("TEST", "POST_PROCESSING", "OM", "DATASET"))
+    digest = hashlib.sha1(relevant.encode()).hexdigest()[:8]
+    stem = os.path.splitext(os.path.basename(checkpoint))[0].replace(".pth", "")
+    return os.path.join(cfg.OUTPUT_DIR, "eval", f"{cfg.DATASET.TEST_SPLIT}-{stem}-{digest}")
 
 
 def check_test_config(cfg):
@@ -110,7 +124,8 @@ def decode(cfg, model, batch, device, names):
     return values, t1 - t0, time.perf_counter() - t1
 
 
-def evaluate(cfg, model, loader, metadata, device, output_dir=None):
+def evaluate(cfg, model: torch.nn.Module, loader: Iterable[dict], metadata, device: torch.device,
+             output_dir: str | None = None) -> dict:
     """Evaluate ``model`` (conventional or OM-wrapped) on ``loader`` (batch 1) with the evaluators of the config;
     returns the merged metrics (percent) and writes ``metrics.json``, panels and the files the evaluators write
     (TEST.SAVE_PREDICTIONS) into ``output_dir``."""

@@ -10,6 +10,7 @@ model), with the test-time augmentation of TEST.FLIP_TEST / TEST.SCALE_LIST.
 """
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,13 +24,20 @@ from ..model import build_model
 from ..model.original_format import model_state_dict
 from ..model.output_math.wrapper import output_math_view
 from ..utils.checkpoint import load_checkpoint, load_model_weights, require_finite_weights
-from ..utils.runtime import CHECKPOINT_NAME, FINAL_NAME, describe_run, read_run_record, resolve_device
+from ..utils.runtime import (
+    CHECKPOINT_NAME,
+    FINAL_NAME,
+    configure_backends,
+    describe_run,
+    read_run_record,
+    resolve_device,
+)
 from .inference import network_outputs
 
 logger = logging.getLogger("segmentation")
 
 
-def checkpoint_path_for_inference(cfg):
+def checkpoint_path_for_inference(cfg) -> str:
     """The checkpoint to run (TEST.MODEL_FILE, else MODEL.WEIGHTS, else OUTPUT_DIR/final_state.pth), raising
     FileNotFoundError (saying how the run ended, if it did not finish) if it does not exist; ``cfg`` is changed so
     that building the model loads no other weights."""
@@ -48,7 +56,7 @@ def checkpoint_path_for_inference(cfg):
     return path
 
 
-def build_inference_model(cfg, log=None):
+def build_inference_model(cfg, log: logging.Logger | None = None) -> tuple[torch.nn.Module, str]:
     """(model with the weights of the checkpoint of ``checkpoint_path_for_inference``, that path), on the CPU.
     Loads strictly (an original-repository checkpoint is converted), refuses weights with NaN or infinite values,
     warns when the checkpoint comes from a run that did not finish."""
@@ -75,7 +83,7 @@ class Prediction:
     variables: dict = field(default_factory=dict)  # the extra OM variables asked for, as tensors
 
 
-def segments_info(panoptic, metadata):
+def segments_info(panoptic: np.ndarray, metadata) -> list[dict]:
     """One dict per segment of a panoptic map [H, W]: id, category_id (train id), category (name), isthing, area
     (pixels) and bbox [x, y, width, height]; the void label is left out."""
     ids, inverse, areas = np.unique(panoptic, return_inverse=True, return_counts=True)
@@ -109,18 +117,20 @@ class Predictor:
     Prediction, on a list returns a list; ``variables=("center_pred", ...)`` adds OM variables to the result.
     """
 
-    def __init__(self, config_file, weights=None, opts=(), device=None):
+    def __init__(self, config_file: str, weights: str | None = None, opts: Sequence[str] = (),
+                 device: str | None = None):
         opts = list(opts) + (["TEST.MODEL_FILE", str(weights)] if weights else [])
         opts += ["DEVICE", device] if device else []
         self.cfg = load_config(config_file, opts)
         self.metadata = get_metadata(self.cfg)
         self.device = resolve_device(self.cfg)
+        configure_backends(self.cfg)
         model, self.checkpoint = build_inference_model(self.cfg)
         self.model = output_math_view(model, self.cfg, self.metadata).to(self.device).eval()
         m = self.cfg.MODEL
         self.panoptic = m.META_ARCHITECTURE == "panoptic_deeplab" and m.PANOPTIC_DEEPLAB.INSTANCE.ENABLE
 
-    def output_math(self, image):
+    def output_math(self, image: str | os.PathLike | np.ndarray):
         """The OM instance of one image (a path or an RGB uint8 array), for any variable by name."""
         rgb = read_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -129,7 +139,7 @@ class Predictor:
         with torch.no_grad():
             return self.model.build(network_outputs(self.cfg, self.model.net, x), x)
 
-    def __call__(self, image, variables=()):
+    def __call__(self, image, variables: Sequence[str] = ()) -> Prediction | list[Prediction]:
         if isinstance(image, (list, tuple)):
             return [self(one, variables) for one in image]
         om = self.output_math(image)

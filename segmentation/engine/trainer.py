@@ -1,5 +1,9 @@
 """The training loop: single process by default, DistributedDataParallel under torchrun.
 
+``Trainer.train`` is a short loop over ``run_step`` (forward/backward, the hooks' checks read in one host
+synchronisation, the optimizer update); what happens around the step are hooks (``hooks.py``): the non-finite
+check, loss logging, TensorBoard, the stop on SIGINT/SIGTERM and periodic checkpoints (``default_hooks``).
+
 Features: mixed precision for the network (OM targets, losses and decoding stay float32), gradient accumulation and
 clipping, durable atomic checkpoints keeping the last K, exact resume (model, optimizer, grad scaler, iteration, RNG
 states and the data stream; the schedule follows the current config), progress lines with ETA, TensorBoard scalars
@@ -26,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from ..config import dump_config, validate_config
-from ..data import build_train_loader, get_metadata
+from ..data import build_train_loader
 from ..model import build_model
 from ..model.output_math import OutputMath
 from ..solver import build_lr_scheduler, build_optimizer, clip_gradients
@@ -38,12 +42,11 @@ from ..utils.checkpoint import (
     remove_orphaned_temporaries,
     save_checkpoint,
 )
-from ..utils.logger import format_seconds
 from ..utils.runtime import (  # noqa: F401  (CHECKPOINT_NAME .. read_run_record: the run folder's API, re-exported)
     CHECKPOINT_NAME,
     FINAL_NAME,
     RUN_RECORD_NAME,
-    configure_host_memory,
+    configure_runtime,
     read_run_record,
     resolve_device,
     rng_states,
@@ -52,20 +55,10 @@ from ..utils.runtime import (  # noqa: F401  (CHECKPOINT_NAME .. read_run_record
     set_rng_states,
     update_run_record,
 )
+from .hooks import TrainingInterrupted, default_hooks  # noqa: F401  (TrainingInterrupted: re-exported)
 
 logger = logging.getLogger("segmentation")
 
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM stopped training after the iteration in progress was saved; ``exit_code`` is 128 + the signal
-    number, as a shell reports a process killed by that signal."""
-
-    def __init__(self, signal_name, iteration, path):
-        self.signal_name, self.iteration = signal_name, iteration
-        self.exit_code = 128 + int(signal.Signals[signal_name])
-        super().__init__(f"{signal_name} received: stopped after iteration {iteration}, saved in {path}; continue "
-                         f"with TRAIN.RESUME True.")
 
 
 def to_device(batch, device):
@@ -142,7 +135,7 @@ class Trainer:
         self.rank, self.world_size, local_rank = comm.init_distributed(self.device.type)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", local_rank)
-        configure_host_memory(cfg, self.device)
+        configure_runtime(cfg, self.device)
         seed_everything(cfg.SEED)
         if cfg.OM.NAME and not cfg.DATASET.PAN_ONLY and "cpu-tensors" not in cfg.OM.MIXINS:
             logger.warning("The OM computes every target itself, but DATASET.PAN_ONLY is False: the loaders also "
@@ -170,10 +163,10 @@ class Trainer:
                              f"by processes x TRAIN.ACCUMULATE_STEPS ({self.world_size} x {self.accumulate}).")
         self.start_iter = 0
         self.history = []  # loss averages of every PRINT_FREQ window: (iteration, {name: value})
-        self._stop_signal = None
-        self._writer = None
-        self._tensorboard_on = cfg.DEBUG.TENSORBOARD
-        self._keep_outputs = False  # set for the iterations whose outputs go to the TensorBoard image grid
+        self.hooks = default_hooks(cfg)
+        self._stop_signal = None  # the name of the signal received (set by the StopOnSignal hook's handler)
+        self.keep_outputs = False  # set for the iterations whose outputs go to the TensorBoard image grid
+        self.last_outputs = self.last_batch = None
         # what a failing step rolls back: the BatchNorm buffers and RNG states from before its forward passes
         self._buffers = list(self.net.buffers())
         self._buffer_snapshot = [b.detach().clone() for b in self._buffers]
@@ -249,17 +242,6 @@ class Trainer:
             save_checkpoint({"model": self.net.state_dict()}, os.path.join(self.output_dir, FINAL_NAME))
 
     # ---- the loop ------------------------------------------------------------------------------------------------
-    def _install_signal_handlers(self):
-        def handler(signum, _frame):
-            self._stop_signal = signal.Signals(signum).name
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous[sig] = signal.signal(sig, handler)
-            except ValueError:  # not the main thread: no handler
-                pass
-        return previous
-
     def _on_child_exit(self, signum, frame):
         self._worker_exited = True
 
@@ -295,9 +277,9 @@ class Trainer:
                 self.scaler.scale(logged["loss"] / self.accumulate).backward()
             for k, v in logged.items():
                 totals[k] = totals.get(k, 0.0) + v.detach() / self.accumulate
-        self._last_batch = batch
+        self.last_batch = batch
         # the outputs (and their OM cache) outlive the step only when the image grid will draw them
-        self._last_out = out if self._keep_outputs else None
+        self.last_outputs = out if self.keep_outputs else None
         return totals, data_time
 
     def _snapshot(self):
@@ -343,110 +325,99 @@ class Trainer:
                 parts.append(name)
         return "; ".join(parts)
 
+    def run_step(self):
+        """One iteration: snapshot, forward and backward passes, the hooks' checks (one host synchronisation), the
+        optimizer update. Sets ``losses``, ``lr``, ``data_time``, ``step_time`` and ``done``."""
+        t0 = time.perf_counter()
+        self._snapshot()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.losses, self.data_time = self.train_step(self._loader)
+        checks = [hook.step_checks(self) for hook in self.hooks]
+        names = [name for part in checks for name in part]
+        flags = torch.stack([flag for part in checks for flag in part.values()]).to(torch.int32)
+        if self.world_size > 1:  # every process fails, or stops, at the same iteration
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+        ok = dict(zip(names, flags.tolist()))  # the step's one host synchronisation
+        for hook, part in zip(self.hooks, checks):
+            hook.after_checks(self, {name: ok[name] for name in part})
+        self.lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
+        self._phase = "update"
+        self.scaler.unscale_(self.optimizer)
+        clip_gradients(self.cfg, self.net.parameters())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.done = self.iter + 1
+        self._phase = "clean"
+        self.step_time = time.perf_counter() - t0 - self.data_time
+
     def train(self):
         """Run the remaining iterations. Raises TrainingInterrupted after a SIGINT/SIGTERM (state saved),
         FloatingPointError on a non-finite value (the state before the failing step saved)."""
         cfg = self.cfg
-        max_iter = cfg.TRAIN.MAX_ITER
+        self.max_iter = cfg.TRAIN.MAX_ITER
         if comm.is_main_process():
             save_run_record(cfg, self.output_dir, status="running", start_iteration=self.start_iter,
-                            max_iter=max_iter)
-        if self.start_iter >= max_iter:
+                            max_iter=self.max_iter)
+        if self.start_iter >= self.max_iter:
             logger.info("Already trained for %d iterations.", self.start_iter)
             self.save_final()
-            self._record_end("finished", self.start_iter)
+            self.record_end("finished", self.start_iter)
             return
         per_process = cfg.TRAIN.IMS_PER_BATCH // self.world_size
-        loader = iter(build_train_loader(cfg, rank=self.rank, world_size=self.world_size,
-                                         start=self.start_iter * per_process))
+        self._loader = iter(build_train_loader(cfg, rank=self.rank, world_size=self.world_size,
+                                               start=self.start_iter * per_process))
         self.model.train()
         logger.info("Training %s on %s for %d iterations (global batch %d, %d process(es), %d micro-batch(es)) on "
-                    "%s%s.", cfg.MODEL.META_ARCHITECTURE, cfg.DATASET.DATASET, max_iter, cfg.TRAIN.IMS_PER_BATCH,
-                    self.world_size, self.accumulate, self.device,
+                    "%s%s.", cfg.MODEL.META_ARCHITECTURE, cfg.DATASET.DATASET, self.max_iter,
+                    cfg.TRAIN.IMS_PER_BATCH, self.world_size, self.accumulate, self.device,
                     f", mixed precision {self.amp_dtype}" if self.amp_dtype else "")
-        previous = self._install_signal_handlers()
-        self._worker_exited = False
-        if cfg.DATALOADER.NUM_WORKERS > 0 and hasattr(signal, "SIGCHLD"):
-            # the DataLoader raises a worker's death from its SIGCHLD handler, wherever the main process is (e.g.
-            # inside optimizer.step()); record it instead, and raise it where the state is intact: before a batch
-            # is fetched (train_step)
-            previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, self._on_child_exit)
-        t_start, data_time, step_time, n, sums = time.perf_counter(), 0.0, 0.0, 0, {}
-        done = self.start_iter
+        previous_sigchld = self._watch_loader_workers()
+        self.done = self.start_iter
         self._phase = "clean"  # clean: the state is that of iteration `done`; forward: restorable; update: not
+        error = None
         try:
-            for it in range(self.start_iter, max_iter):
-                t0 = time.perf_counter()
-                self._snapshot()
-                self.optimizer.zero_grad(set_to_none=True)
-                self._keep_outputs = (cfg.DEBUG.DEBUG and self._tensorboard_on
-                                      and (it + 1) % cfg.DEBUG.DEBUG_FREQ == 0)
-                losses, dt = self.train_step(loader)
-                checks = self.health(losses)
-                checks["no stop signal"] = torch.tensor(self._stop_signal is None, device=self.device)
-                flags = torch.stack(list(checks.values())).to(torch.int32)
-                if self.world_size > 1:  # every process fails, or stops, at the same iteration
-                    torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
-                ok = dict(zip(checks, flags.tolist()))  # the step's one host synchronisation
-                stop = not ok.pop("no stop signal")
-                if not all(ok.values()):
-                    self._fail_non_finite(it, [name for name, good in ok.items() if not good])
-                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
-                self._phase = "update"
-                self.scaler.unscale_(self.optimizer)
-                clip_gradients(cfg, self.net.parameters())
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.scheduler.step()
-                done = it + 1
-                self._phase = "clean"
-                data_time += dt
-                step_time += time.perf_counter() - t0 - dt
-                n += 1
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if done % cfg.PRINT_FREQ == 0 or done == max_iter:
-                    avg = {k: float(v) / n for k, v in sums.items()}
-                    self.history.append((done, avg))
-                    elapsed = time.perf_counter() - t_start
-                    eta = elapsed / (done - self.start_iter) * (max_iter - done)
-                    parts = "  ".join(f"{k} {v:.4f}" for k, v in avg.items())
-                    logger.info("iter %d/%d  %s  lr %.2e  data %.3fs  step %.3fs  eta %s", done, max_iter, parts,
-                                lr, data_time / n, step_time / n, format_seconds(eta))
-                    self._log_scalars(done, avg, lr, data_time / n, step_time / n)
-                    sums, data_time, step_time, n = {}, 0.0, 0.0, 0
-                if self._keep_outputs:
-                    self._log_images(done)
-                    self._last_out = None
-                if stop and done < max_iter:
-                    name = self._stop_signal or "SIGTERM"  # None: another process received it
-                    self.save(done)
-                    self._record_end("interrupted", done, f"{name} received")
-                    raise TrainingInterrupted(name, done, self.checkpoint_path)
-                if cfg.CKPT_FREQ > 0 and done % cfg.CKPT_FREQ == 0 and done < max_iter:
-                    self.save(done)
-            self.save(max_iter)
+            for hook in self.hooks:
+                hook.before_train(self)
+            for it in range(self.start_iter, self.max_iter):
+                self.iter = it
+                for hook in self.hooks:
+                    hook.before_step(self)
+                self.run_step()
+                for hook in self.hooks:
+                    hook.after_step(self)
+            self.save(self.max_iter)
             self.save_final()
-            self._record_end("finished", max_iter)
-        except (TrainingInterrupted, FloatingPointError):
+            self.record_end("finished", self.max_iter)
+        except (TrainingInterrupted, FloatingPointError) as e:
+            error = e
             raise
         except BaseException as e:
-            self._save_after_crash(done, e)
+            error = e
+            self._save_after_crash(self.done, e)
             raise
         finally:
             # end the loader workers now, not whenever the exception's traceback (which holds this frame) is freed
-            del loader
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            if self._writer is not None:
-                self._writer.close()
-        logger.info("Training done in %s.", format_seconds(time.perf_counter() - t_start))
+            self._loader = None
+            if previous_sigchld is not None:
+                signal.signal(signal.SIGCHLD, previous_sigchld)
+            for hook in reversed(self.hooks):
+                hook.after_train(self, error)
 
-    def _record_end(self, status, iteration, reason=""):
+    def _watch_loader_workers(self):
+        """The DataLoader raises a worker's death from its SIGCHLD handler, wherever the main process is (e.g.
+        inside optimizer.step()); record it instead, and raise it where the state is intact: before a batch is
+        fetched (train_step). Returns the previous handler (None when not installed)."""
+        self._worker_exited = False
+        if self.cfg.DATALOADER.NUM_WORKERS > 0 and hasattr(signal, "SIGCHLD"):
+            return signal.signal(signal.SIGCHLD, self._on_child_exit)
+        return None
+
+    def record_end(self, status, iteration, reason=""):
         if comm.is_main_process():
             update_run_record(self.output_dir, status=status, iteration=iteration, reason=reason)
 
-    def _fail_non_finite(self, it, failed):
+    def fail_non_finite(self, it, failed):
         """Roll the failing step back, save the state before it (unless it is itself broken), raise."""
         what = self._describe_non_finite(failed)
         if "parameters" in failed:  # made by the previous update: the state before this step is already broken
@@ -456,7 +427,7 @@ class Trainer:
             saved = (f"the state before it (iteration {it}) is saved in {self.checkpoint_path}"
                      if it > self.start_iter and self.save(it, rng=self._rng_snapshot) else
                      "nothing new to save")
-        self._record_end("failed", it, f"non-finite values at iteration {it + 1}: {what}")
+        self.record_end("failed", it, f"non-finite values at iteration {it + 1}: {what}")
         raise FloatingPointError(f"Non-finite values at iteration {it + 1}: {what}; {saved}.")
 
     def _save_after_crash(self, done, error):
@@ -474,37 +445,6 @@ class Trainer:
             logger.error("Training stopped by %s; the state of iteration %d is saved in %s.",
                          type(error).__name__, done, self.checkpoint_path)
         try:
-            self._record_end("failed", done, f"{type(error).__name__}: {error}")
+            self.record_end("failed", done, f"{type(error).__name__}: {error}")
         except OSError:
             pass
-
-    # ---- TensorBoard ---------------------------------------------------------------------------------------------
-    def _tensorboard(self):
-        if self._writer is None and self._tensorboard_on and comm.is_main_process():
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                logger.warning("DEBUG.TENSORBOARD is on but tensorboard is not installed (pip install tensorboard); "
-                               "logging to the console only.")
-                self._tensorboard_on = False
-                return None
-            self._writer = SummaryWriter(os.path.join(self.output_dir, "tensorboard"))
-        return self._writer
-
-    def _log_scalars(self, it, losses, lr, data_time, step_time):
-        writer = self._tensorboard()
-        if writer is None:
-            return
-        for k, v in losses.items():
-            writer.add_scalar(f"train/{k}", v, it)
-        writer.add_scalar("train/lr", lr, it)
-        writer.add_scalar("time/data_s", data_time, it)
-        writer.add_scalar("time/step_s", step_time, it)
-
-    def _log_images(self, it):
-        writer = self._tensorboard()
-        if writer is None:
-            return
-        from ..utils.visualization import om_variable_grid
-        grid = om_variable_grid(self.cfg, self._last_out, self._last_batch, get_metadata(self.cfg))
-        writer.add_image("train/om_variables", grid, it, dataformats="HWC")

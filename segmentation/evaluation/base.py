@@ -33,13 +33,13 @@ class DatasetEvaluator:
     def reset(self):
         pass
 
-    def process(self, inputs, outputs):
+    def process(self, inputs: dict, outputs: dict) -> None:
         raise NotImplementedError
 
     def synchronize(self):
         pass
 
-    def evaluate(self):
+    def evaluate(self) -> dict:
         return {}
 
 
@@ -49,7 +49,7 @@ def is_panoptic(cfg):
     return m.META_ARCHITECTURE == "panoptic_deeplab" and m.PANOPTIC_DEEPLAB.INSTANCE.ENABLE and cfg.TEST.EVAL_PANOPTIC
 
 
-def build_evaluators(cfg, metadata, output_dir=None):
+def build_evaluators(cfg, metadata, output_dir: str | None = None) -> list["DatasetEvaluator"]:
     """Every evaluator the config asks for, in registration order."""
     from . import instance, panoptic, semantic, visualization, writers  # noqa: F401  (registration)
     evaluators = [EVALUATOR_REGISTRY.get(name)(cfg, metadata, output_dir) for name in EVALUATOR_REGISTRY.names()]

@@ -1,4 +1,6 @@
-"""Models: backbones, decoders, losses, meta-architectures, post-processing."""
-from .build import build_model
+"""Models: backbones, decoders, losses, meta-architectures (``build_network``), post-processing, and the output
+mathematics around them (``build_model``)."""
+from .build import build_network
+from .output_math.wrapper import build_model
 
-__all__ = ["build_model"]
+__all__ = ["build_model", "build_network"]

@@ -1,6 +1,8 @@
 """Build the configured model."""
 import logging
 
+import torch.nn as nn
+
 from .backbone import build_backbone
 from .meta_arch import META_ARCH_REGISTRY
 
@@ -28,10 +30,11 @@ def _check_feature_keys(cfg, backbone):
     return [key for _, key, _, _ in keys]
 
 
-def build_model(cfg):
-    """Backbone + meta-architecture from ``cfg``; MODEL.WEIGHTS initialises the tensors whose names and shapes match
-    (an error when fewer than half of the model's values would be loaded; the rest is reported by module); a
-    checkpoint of the original repository is converted (original_format)."""
+def build_network(cfg) -> nn.Module:
+    """Backbone + meta-architecture from ``cfg`` (no output mathematics: ``segmentation.model.build_model`` adds it);
+    MODEL.WEIGHTS initialises the tensors whose names and shapes match (an error when fewer than half of the model's
+    values would be loaded; the rest is reported by module); a checkpoint of the original repository is converted
+    (original_format)."""
     if cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG:
         raise NotImplementedError("MODEL.PANOPTIC_DEEPLAB.INSTANCE.FOREGROUND_SEG is not implemented; set it False.")
     backbone = build_backbone(cfg)
@@ -42,12 +45,4 @@ def build_model(cfg):
         from .original_format import model_state_dict
         state = model_state_dict(load_checkpoint(cfg.MODEL.WEIGHTS), cfg.MODEL.WEIGHTS)
         load_model_weights(model, state, cfg.MODEL.WEIGHTS, strict=False)
-    if cfg.OM.NAME or cfg.OM.BASE:
-        from ..data import get_metadata
-        from .output_math import build_output_math_class
-        from .output_math.wrapper import OutputMathModel
-        if cfg.MODEL.META_ARCHITECTURE != "panoptic_deeplab" or not cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE:
-            raise ValueError("OM.NAME needs MODEL.META_ARCHITECTURE panoptic_deeplab with "
-                             "MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE True.")
-        model = OutputMathModel(model, build_output_math_class(cfg), cfg, get_metadata(cfg))
     return model

@@ -75,7 +75,7 @@ META_ARCHITECTURES = {
 BACKBONES = {"xception": ("backbone.block4.sep_conv1.block.depthwise.weight", XCEPTION65)}
 
 
-def is_original_state(state):
+def is_original_state(state: dict) -> bool:
     """True when ``state`` (a state dict) is in the original repository's format."""
     return any(ORIGINAL_SIGNATURE.fullmatch(key) for key in state)
 
@@ -94,7 +94,7 @@ def _rename(key, tables):
     return key
 
 
-def convert_original_state(state):
+def convert_original_state(state: dict) -> tuple[dict, str]:
     """(this repository's state dict, description) from an original state dict; the tensors are not copied.
     Raises ValueError when the meta-architecture is not one of the original's or two keys would collide."""
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}  # DDP-saved
@@ -115,7 +115,7 @@ def convert_original_state(state):
     return converted, f"original repository's format ({family}): {renamed} of {len(state)} keys renamed"
 
 
-def model_state_dict(checkpoint, path):
+def model_state_dict(checkpoint, path: str) -> dict:
     """The model's state dict of a loaded checkpoint (this repository's, or the original's ``final_state.pth`` /
     ``checkpoint.pth.tar``, converted with a log line)."""
     state = model_state(checkpoint)

@@ -16,8 +16,17 @@ FINAL_NAME = "final_state.pth"  # the model after the last iteration, written on
 RUN_RECORD_NAME = "run.json"  # git revision, versions and how the run ended (status, iteration, reason)
 
 
-def configure_host_memory(cfg, device):
-    """On CPU with CPU_KEEP_FREED_MEMORY, keep freed host memory for reuse (``utils.memory.keep_freed_memory``)."""
+def configure_backends(cfg):
+    """CUDNN.BENCHMARK / DETERMINISTIC / ENABLED into torch.backends.cudnn (read by CUDA convolutions only)."""
+    torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK
+    torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC
+    torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
+
+
+def configure_runtime(cfg, device):
+    """The process-wide settings of the config: CUDNN.* (configure_backends) and, on CPU with
+    CPU_KEEP_FREED_MEMORY, keeping freed host memory for reuse (``utils.memory.keep_freed_memory``)."""
+    configure_backends(cfg)
     if device.type == "cpu" and cfg.CPU_KEEP_FREED_MEMORY:
         keep_freed_memory()
 

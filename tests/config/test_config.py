@@ -57,7 +57,7 @@ def test_every_shipped_config_loads_and_builds_its_model(path, tmp_path):
     from segmentation.model import build_model
     opts = ["MODEL.BACKBONE.PRETRAINED", "False", "MODEL.BACKBONE.WEIGHTS", ""]
     if "coco" in path and "om" in os.path.basename(path):  # the OM reads COCO's categories from its JSON file
-        from segmentation.data.datasets.export import write_coco
+        from tests.fixtures.fake_datasets import write_coco
         write_coco(str(tmp_path), "train2017", n=1)
         opts += ["DATASET.ROOT", str(tmp_path), "DATASET.NUM_CLASSES", "7"]
     cfg = load_config(path, opts)
@@ -71,3 +71,85 @@ def test_defaults_match_the_original():
     assert cfg.DATASET.GAUSSIAN_SIGMA == 8 and tuple(cfg.DATASET.CROP_SIZE) == (513, 1025)
     # the original's numerics: corner-aligned upsampling, test images padded to TEST.CROP_SIZE
     assert cfg.MODEL.ALIGN_CORNERS and cfg.TEST.PAD_TO_CROP_SIZE and tuple(cfg.TEST.CROP_SIZE) == (1025, 2049)
+
+
+def test_a_resolved_config_of_version_1_keeps_its_numerics(tmp_path, caplog):
+    """Version 1 files (every config.yaml a run wrote before version 2) behaved as ALIGN_CORNERS and
+    PAD_TO_CROP_SIZE False: the upgrade keeps that unless the file sets them; a file without VERSION is current."""
+    from segmentation.config import CONFIG_VERSION
+    old = tmp_path / "old.yaml"
+    old.write_text("VERSION: 1\nTRAIN:\n  MAX_ITER: 3\n")
+    caplog.set_level("INFO")
+    cfg = load_config(str(old))
+    assert (cfg.MODEL.ALIGN_CORNERS, cfg.TEST.PAD_TO_CROP_SIZE, cfg.VERSION) == (False, False, CONFIG_VERSION)
+    assert "is of version 1: upgraded to version 2" in caplog.text
+    explicit = tmp_path / "explicit.yaml"
+    explicit.write_text("VERSION: 1\nMODEL:\n  ALIGN_CORNERS: True\n")
+    assert load_config(str(explicit)).MODEL.ALIGN_CORNERS and not load_config(str(explicit)).TEST.PAD_TO_CROP_SIZE
+    current = tmp_path / "current.yaml"
+    current.write_text("TRAIN:\n  MAX_ITER: 3\n")
+    assert load_config(str(current)).MODEL.ALIGN_CORNERS
+    newer = tmp_path / "newer.yaml"
+    newer.write_text(f"VERSION: {CONFIG_VERSION + 1}\n")
+    with pytest.raises(ConfigError, match="newer repository"):
+        load_config(str(newer))
+
+
+def test_a_resolved_config_loads_back_as_it_is(tmp_path):
+    from segmentation.config import dump_config
+    cfg = load_config(os.path.join(ROOT, "configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml"))
+    saved = tmp_path / "config.yaml"
+    saved.write_text(dump_config(cfg))
+    assert load_config(str(saved)) == cfg
+
+
+def test_keys_kept_for_compatibility_warn_when_set(tmp_path, caplog):
+    from segmentation.config.defaults import COMPATIBILITY_KEYS
+    original = tmp_path / "original.yaml"
+    original.write_text("GPUS: (0, 1, 2, 3)\nWORKERS: 1\nDEBUG:\n  KEEP_INTERVAL: 10\n")
+    caplog.set_level("WARNING")
+    load_config(str(original))
+    for key in ("GPUS", "WORKERS", "DEBUG.KEEP_INTERVAL"):
+        assert f"{key} is kept for compatibility" in caplog.text
+        assert COMPATIBILITY_KEYS[key] in caplog.text
+    caplog.clear()
+    load_config(os.path.join(ROOT, "configs/cityscapes/panoptic_deeplab_R50_os32_cityscapes.yaml"))
+    assert "kept for compatibility" not in caplog.text  # the shipped configs set none
+
+
+def test_every_default_key_is_read_or_listed_for_compatibility():
+    """Nothing in the config is silently ignored: each key is read somewhere in the package or the tools, or is in
+    COMPATIBILITY_KEYS (which the loader warns about)."""
+    import re
+
+    from yacs.config import CfgNode
+
+    from segmentation.config.defaults import COMPATIBILITY_KEYS
+
+    def flat(node, prefix=""):
+        for k, v in node.items():
+            yield from flat(v, f"{prefix}{k}.") if isinstance(v, CfgNode) else [prefix + k]
+
+    files = glob.glob(os.path.join(ROOT, "segmentation", "**", "*.py"), recursive=True)
+    files += glob.glob(os.path.join(ROOT, "tools", "*.py"))
+    code = "".join(open(f).read() for f in files if not f.endswith("defaults.py"))
+    unread = []
+    for key in flat(get_default_config()):
+        parent, _, leaf = key.rpartition(".")
+        # read as <parent>.<leaf> (cfg.X.Y, t.Y with t = cfg.X) or by name (getattr(cfg.TEST, "ORACLE_..."))
+        pattern = rf"(\.|\b[a-z]\.){leaf}\b|\"{leaf}\"|'{leaf}'|\"{key}\""
+        if not re.search(pattern, code) and key not in COMPATIBILITY_KEYS:
+            unread.append(key)
+    assert unread == []
+
+
+def test_cudnn_keys_set_the_backends():
+    import torch
+
+    from segmentation.utils.runtime import configure_backends
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.enabled)
+    try:
+        configure_backends(load_config(None, ["CUDNN.BENCHMARK", "False", "CUDNN.DETERMINISTIC", "True"]))
+        assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == (False, True)
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.enabled = before

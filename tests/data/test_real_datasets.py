@@ -13,14 +13,14 @@ from segmentation.data import build_dataset, build_train_loader, get_metadata
 from segmentation.data.check import check_dataset
 from segmentation.data.datasets import DatasetError
 from segmentation.data.datasets.cityscapes import CITYSCAPES_METADATA
-from segmentation.data.datasets.export import (
+from segmentation.data.transforms import PanopticTargetGenerator, encode_panoptic
+from tests.fixtures.fake_datasets import (
     CITYSCAPES_LABEL_IDS,
     COCO_CATEGORY_IDS,
     write_cityscapes,
     write_coco,
     write_coco_panoptic,
 )
-from segmentation.data.transforms import PanopticTargetGenerator, encode_panoptic
 
 
 def _cfg(dataset, root, num_classes, **extra):

@@ -1,5 +1,6 @@
 """Training at scale: exact resume, signals, checkpoint retention, mixed precision, accumulation, TensorBoard,
 two gloo processes against one, and the Table 1 benchmark."""
+import glob
 import json
 import multiprocessing
 import os
@@ -100,7 +101,7 @@ def test_bf16_mixed_precision_on_cpu(synthetic_cfg, tmp_path, om):
     assert trainer.amp_dtype == torch.bfloat16
     trainer.train()
     assert all(torch.isfinite(torch.tensor(v)) for _, h in trainer.history for v in h.values())
-    out, _ = trainer._forward(trainer._last_batch)
+    out, _ = trainer._forward(trainer.last_batch)
     if om:
         assert out.center_pred().dtype == torch.float32 and out.loss().dtype == torch.float32
     else:
@@ -112,7 +113,7 @@ def test_gradient_accumulation_consumes_the_global_batch(synthetic_cfg, tmp_path
     synthetic_cfg.TRAIN.ACCUMULATE_STEPS = 2  # global batch 2 = 2 micro-batches of 1
     trainer = Trainer(synthetic_cfg)
     trainer.train()
-    assert trainer._last_batch["image"].shape[0] == 1
+    assert trainer.last_batch["image"].shape[0] == 1
     synthetic_cfg.TRAIN.ACCUMULATE_STEPS = 3
     with pytest.raises(ValueError, match="ACCUMULATE_STEPS"):
         Trainer(synthetic_cfg)
@@ -163,7 +164,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
                                text=True, timeout=600, env=env)
             assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         states[nproc] = torch.load(os.path.join(out, FINAL_NAME), weights_only=True)["model"]
-        metrics[nproc] = json.load(open(os.path.join(out, "metrics.json")))
+        metrics[nproc] = json.load(open(glob.glob(os.path.join(out, "eval", "*", "metrics.json"))[0]))
     cfg = load_config(CFG, opts)
     seed_everything(cfg.SEED)
     init = build_model(cfg).state_dict()
@@ -177,7 +178,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
             os.path.join(tmp_path, "p1", FINAL_NAME)]
     r = subprocess.run(_torchrun_or_python(2, args, 29690), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    gathered = json.load(open(os.path.join(out, "metrics.json")))
+    gathered = json.load(open(glob.glob(os.path.join(out, "eval", "*", "metrics.json"))[0]))
     for key in ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", "mIoU"):
         assert gathered[key] == pytest.approx(metrics[1][key], abs=1e-9), key
 

@@ -7,11 +7,11 @@ import torch
 
 from segmentation.config import load_config
 from segmentation.data import build_dataset, build_test_loader
-from segmentation.data.datasets.export import write_coco
 from segmentation.engine import Trainer, evaluate
 from segmentation.evaluation.coco_instance import CocoInstanceEvaluator, instance_predictions
 from segmentation.model import build_model
 from tests.conftest import ROOT
+from tests.fixtures.fake_datasets import write_coco
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ from PIL import Image
 from segmentation.config import load_config
 from segmentation.data import build_test_loader, get_metadata
 from segmentation.data.datasets.cityscapes import CITYSCAPES_METADATA as META
-from segmentation.data.datasets.export import write_cityscapes, write_coco
 from segmentation.engine import Trainer, evaluate
 from segmentation.evaluation import CityscapesInstanceEvaluator
 from segmentation.evaluation.cityscapes_instance import official_instance_module
 from tests.conftest import ROOT
+from tests.fixtures.fake_datasets import write_cityscapes, write_coco
 
 
 @pytest.fixture(scope="module")

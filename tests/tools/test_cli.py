@@ -1,3 +1,4 @@
+import glob
 import os
 import re
 import subprocess
@@ -46,11 +47,15 @@ def test_main_job_reaches_pq_50(tmp_path):
     assert "eta" in r.stdout
     r = _run("tools/test_net.py", "--cfg", CFG, "OUTPUT_DIR", out)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert "Per class (percent):" in r.stdout and "| ball" in r.stdout  # the per-class table is printed
+    (evaluation,) = glob.glob(os.path.join(out, "eval", "val-final_state-*"))  # its own folder
+    assert f"written to {evaluation}" in r.stdout
+    metrics = json.load(open(os.path.join(evaluation, "metrics.json")))
     print({k: round(metrics[k], 2) for k in ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", "mIoU")})
     assert metrics["PQ"] >= 50
-    assert os.path.isfile(os.path.join(out, "config.yaml"))
-    assert len(os.listdir(os.path.join(out, "vis"))) >= 1
+    assert os.path.isfile(os.path.join(out, "config.yaml")) and os.path.isfile(os.path.join(evaluation, "config.yaml"))
+    assert len(os.listdir(os.path.join(evaluation, "vis"))) >= 1
+    assert not os.path.exists(os.path.join(out, "metrics.json"))  # the training run's folder is left alone
 
 
 def test_decoding_benchmark_runs_and_reports_identical_maps():

@@ -1,5 +1,6 @@
 """Meta-architectures: backbone + decoder + losses; forward returns a plain dict of tensors."""
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -17,7 +18,7 @@ META_ARCH_REGISTRY = Registry(
 )
 
 
-def upsample(outputs, size, align_corners):
+def upsample(outputs: dict, size: Sequence[int], align_corners: bool) -> OrderedDict:
     """Bilinear upsampling of every output to ``size``; offsets (pixels) are scaled by the same factor: (H - 1) /
     (h - 1) with ``align_corners`` (the original floors it; equal for its sizes k * stride + 1), H / h without."""
     result = OrderedDict()
@@ -29,7 +30,7 @@ def upsample(outputs, size, align_corners):
     return result
 
 
-def pad_test_images(images, crop_size=None, divisor=32):
+def pad_test_images(images: torch.Tensor, crop_size: Sequence[int] | None = None, divisor: int = 32) -> torch.Tensor:
     """Zero-pad normalised images (zero is the mean colour) at the bottom/right: to ``crop_size`` when given
     (TEST.PAD_TO_CROP_SIZE, the original's test padding; a larger image goes to crop_size plus a multiple of
     ``divisor``, which keeps the crop size's alignment), otherwise to a multiple of ``divisor``."""

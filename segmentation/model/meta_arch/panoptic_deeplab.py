@@ -27,21 +27,26 @@ class PanopticDeepLab(SegmentationModel):
             self._register_loss("offset", build_loss(o), "offset", "offset", "offset_weights", o.WEIGHT)
 
 
-@META_ARCH_REGISTRY.register("deeplabv3")
-class DeepLabV3(SegmentationModel):
-    """Semantic segmentation only: ``semantic`` logits [N, C, H, W]."""
+class SemanticDeepLab(SegmentationModel):
+    """Semantic segmentation only: ``semantic`` logits [N, C, H, W] from the decoder class ``decoder_class``."""
+
+    decoder_class = None
 
     def __init__(self, cfg, backbone):
         super().__init__(backbone, cfg)
-        self.decoder = _init(DeepLabV3Decoder(cfg, cfg.DATASET.NUM_CLASSES))
+        self.decoder = _init(self.decoder_class(cfg, cfg.DATASET.NUM_CLASSES))
         _add_semantic_loss(self, cfg)
+
+
+@META_ARCH_REGISTRY.register("deeplabv3")
+class DeepLabV3(SemanticDeepLab):
+    """ASPP and a classifier: ``semantic`` logits [N, C, H, W]."""
+
+    decoder_class = DeepLabV3Decoder
 
 
 @META_ARCH_REGISTRY.register("deeplabv3plus")
-class DeepLabV3Plus(SegmentationModel):
-    """Semantic segmentation only, with one low-level skip: ``semantic`` logits [N, C, H, W]."""
+class DeepLabV3Plus(SemanticDeepLab):
+    """ASPP with one low-level skip: ``semantic`` logits [N, C, H, W]."""
 
-    def __init__(self, cfg, backbone):
-        super().__init__(backbone, cfg)
-        self.decoder = _init(DeepLabV3PlusDecoder(cfg, cfg.DATASET.NUM_CLASSES))
-        _add_semantic_loss(self, cfg)
+    decoder_class = DeepLabV3PlusDecoder

@@ -5,9 +5,10 @@ override the same variable (it comes first in the method resolution order). The 
 combination and named after its parts, e.g. ``PanopticDeepLab+OracleCenters+LearnableCenters``.
 """
 import warnings
+from collections.abc import Callable, Sequence
 
 from ...utils.registry import Registry
-from .core import OutputMath
+from .core import OutputMath, variable_role
 
 OM_REGISTRY = Registry(
     "OM_REGISTRY",
@@ -27,7 +28,7 @@ class OMCompositionError(ValueError):
     """A base/mixin combination cannot be built; the message names the culprits."""
 
 
-def register_om(name, kind, incompatible=()):
+def register_om(name: str, kind: str, incompatible: Sequence[str] = ()) -> Callable[[type], type]:
     """Class decorator registering an OutputMath subclass under its config ``name``."""
     if kind not in ("base", "mixin"):
         raise ValueError(f"register_om kind must be 'base' or 'mixin', got {kind!r}.")
@@ -35,6 +36,11 @@ def register_om(name, kind, incompatible=()):
     def deco(cls):
         if not issubclass(cls, OutputMath):
             raise TypeError(f"{cls.__name__} must inherit OutputMath to be registered in OM_REGISTRY.")
+        unnamed = [v for v in cls.variables() if variable_role(cls, v) is None]
+        if unnamed:
+            raise TypeError(f"{cls.__name__}: the role of {', '.join(unnamed)} is not declared: name a variable "
+                            f"<quantity>_truth, <quantity>_pred or <quantity>_loss, or decorate it with "
+                            f"@role('intermediate') (segmentation/model/output_math/core.py).")
         cls.OM_NAME, cls.OM_KIND = name, kind
         cls.OM_INCOMPATIBLE = tuple(incompatible)
         return OM_REGISTRY.register(name)(cls)
@@ -51,7 +57,7 @@ def _lookup(name, kind, key):
     return OM_REGISTRY.get(name)
 
 
-def compose(base_name, mixin_names=()):
+def compose(base_name: str, mixin_names: Sequence[str] = ()) -> type[OutputMath]:
     """The OutputMath class made of the base ``base_name`` and the mixins ``mixin_names`` (last listed wins)."""
     from . import formulations  # noqa: F401  (registration of the built-in formulations)
 
@@ -139,12 +145,9 @@ def _make_class(parts, key):
     return type("+".join(c.__name__ for c in parts), bases, {"__module__": __name__, "_om_parts": key})
 
 
-def build_output_math_class(cfg):
-    """Compose ``cfg.OM.NAME`` (or the deprecated ``OM.BASE``) with ``cfg.OM.MIXINS``."""
+def build_output_math_class(cfg) -> type[OutputMath]:
+    """Compose ``cfg.OM.NAME`` with ``cfg.OM.MIXINS`` (the loader has turned the deprecated OM.BASE into OM.NAME)."""
     name = cfg.OM.NAME
-    if not name and cfg.OM.BASE:
-        warnings.warn("OM.BASE is deprecated; use OM.NAME.", DeprecationWarning, stacklevel=2)
-        name = cfg.OM.BASE
     if not name:
         raise OMCompositionError("OM.NAME is empty: set it to one of " + ", ".join(_names("base")) + ".")
     return compose(name, tuple(cfg.OM.MIXINS))

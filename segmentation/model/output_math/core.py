@@ -17,6 +17,7 @@ docstring, instances pickle, and an instance holds no reference cycle (its cache
 import functools
 import inspect
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -42,6 +43,34 @@ def no_cache(condition=None):
         setattr(fn, _NO_CACHE, True if condition is None else condition)
         return fn
     return deco
+
+
+# The role of a variable: named by its suffix (``<quantity>_truth``, ``<quantity>_pred``, ``<quantity>_loss`` and
+# ``loss``) or declared with ``@role`` for the intermediate tables a formulation computes along the way.
+ROLES = ("truth", "pred", "loss", "intermediate")
+_ROLE = "_om_role"
+
+
+def role(kind):
+    """Declare the role of a variable whose name does not say it (``@role("intermediate")``)."""
+    if kind not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {kind!r}.")
+
+    def deco(fn):
+        setattr(fn, _ROLE, kind)
+        return fn
+    return deco
+
+
+def variable_role(cls, name):
+    """The role of variable ``name`` of ``cls``: declared with ``@role``, else named by its suffix; None if neither."""
+    declared = getattr(getattr(cls, name, None), _ROLE, None)
+    if declared:
+        return declared
+    for kind, suffix in (("truth", "_truth"), ("pred", "_pred"), ("loss", "_loss")):
+        if name.endswith(suffix):
+            return kind
+    return "loss" if name == "loss" else None
 
 
 def _looks_like_method(fn):
@@ -100,7 +129,7 @@ def _cached(fn, name):
                 return fn(self, *args)  # raises the usual missing-argument TypeError
             args = args + spec.defaults[len(args):]
         key = (name, *args)
-        if state.stack and state.stack[-1][0] == key:  # super().<name>(...) inside an override: no second entry
+        if state.stack and state.stack[-1].key == key:  # super().<name>(...) inside an override: no second entry
             return fn(self, *args)
         try:
             value = state.cache.get(key, _MISSING)
@@ -116,6 +145,23 @@ def _cached(fn, name):
     return wrapper
 
 
+@dataclass(slots=True)
+class _Frame:
+    """A variable being computed: its cache key and the seconds spent in the variables it requested."""
+
+    key: tuple
+    children_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Stat:
+    """Per-variable counters of an instance."""
+
+    hits: int = 0
+    misses: int = 0
+    exclusive_s: float = 0.0  # compute time minus the time of the variables it requested
+
+
 class _State:
     """Per-instance cache, statistics, recorded dataflow edges and release policy (no back-reference to the OM)."""
 
@@ -123,9 +169,9 @@ class _State:
 
     def __init__(self):
         self.cache = {}
-        self.stats = {}  # name -> [hits, misses, exclusive seconds]
+        self.stats = {}  # name -> _Stat
         self.edges = set()  # (caller key, callee key)
-        self.stack = []  # [key, children seconds] of the variables being computed
+        self.stack = []  # _Frame of each variable being computed, innermost last
         self.release = False
         self.consumers = None  # name -> remaining consumer count, while a release-policy request runs
         self.keep = frozenset()  # names never released during the current request
@@ -133,23 +179,20 @@ class _State:
         self.finished = set()  # variable names whose inputs were already accounted for
 
     def hit(self, key):
-        s = self.stats.get(key[0])
-        if s is None:
-            s = self.stats[key[0]] = [0, 0, 0.0]
-        s[0] += 1
+        self.stats.setdefault(key[0], _Stat()).hits += 1
         if self.stack:
-            self.edges.add((self.stack[-1][0], key))
+            self.edges.add((self.stack[-1].key, key))
 
     def compute(self, om, fn, key, args, kwargs):
         node = key if key is not None else (fn.__name__, *args)
-        if key is not None and any(frame[0] == key for frame in self.stack):
-            chain = [frame[0] for frame in self.stack[next(i for i, f in enumerate(self.stack) if f[0] == key):]]
+        if key is not None and any(frame.key == key for frame in self.stack):
+            chain = [frame.key for frame in self.stack[next(i for i, f in enumerate(self.stack) if f.key == key):]]
             raise OMCycleError("Dependency cycle between variables: " + " -> ".join(
                 f"{k[0]}{k[1:] if len(k) > 1 else '()'}" for k in [*chain, key]) + ". Two overrides feed each "
                 "other; declare the combination incompatible (OM_INCOMPATIBLE) or break the cycle.")
         if self.stack:
-            self.edges.add((self.stack[-1][0], node))
-        frame = [node, 0.0]
+            self.edges.add((self.stack[-1].key, node))
+        frame = _Frame(node)
         self.stack.append(frame)
         t0 = time.perf_counter()
         try:
@@ -157,13 +200,11 @@ class _State:
         finally:
             self.stack.pop()
         elapsed = time.perf_counter() - t0
-        s = self.stats.get(node[0])
-        if s is None:
-            s = self.stats[node[0]] = [0, 0, 0.0]
-        s[1] += 1
-        s[2] += elapsed - frame[1]
+        stat = self.stats.setdefault(node[0], _Stat())
+        stat.misses += 1
+        stat.exclusive_s += elapsed - frame.children_s
         if self.stack:
-            self.stack[-1][1] += elapsed
+            self.stack[-1].children_s += elapsed
         if key is not None:
             self.cache[key] = value
         if self.consumers is not None:
@@ -200,6 +241,7 @@ class OutputMath:
     """
 
     OM_NAME = None  # registry name, set by ``register_om``
+    OM_ALIASES = {}  # old variable name -> its current name (still accepted, with a DeprecationWarning)
     OM_INCOMPATIBLE = ()  # registry names this class cannot be composed with (checked at build time)
 
     def __init_subclass__(cls, **kwargs):
@@ -237,7 +279,18 @@ class OutputMath:
             raise TypeError(f"om[{key!r}] = ...: give every required positional argument of {name}{spec.signature}.")
         self._om.cache[(name, *args, *spec.defaults[len(args):])] = value
 
+    def __getattr__(self, name):
+        """Old variable names (``OM_ALIASES``) still work, with a DeprecationWarning naming the new one."""
+        new = type(self).OM_ALIASES.get(name)
+        if new is None:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        import warnings
+        warnings.warn(f"OM variable '{name}' is now '{new}'.", DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
+
     def _method(self, name):
+        if isinstance(name, str) and name in type(self).OM_ALIASES:
+            return getattr(self, name)
         if not isinstance(name, str) or name.startswith("_") or not callable(getattr(type(self), name, None)):
             raise KeyError(f"{type(self).__name__} has no variable '{name}'. Variables: {', '.join(self.variables())}.")
         return getattr(self, name)
@@ -268,7 +321,7 @@ class OutputMath:
         held = {}
         for key, value in self._om.cache.items():
             held[key[0]] = held.get(key[0], 0) + tensor_bytes(value)
-        rows = {name: {"hits": s[0], "misses": s[1], "time_s": s[2], "bytes": held.get(name, 0)}
+        rows = {name: {"hits": s.hits, "misses": s.misses, "time_s": s.exclusive_s, "bytes": held.get(name, 0)}
                 for name, s in self._om.stats.items()}
         return StatsTable(rows)
 

@@ -22,11 +22,11 @@ import textwrap
 from collections import deque
 from dataclasses import dataclass, field, replace
 
-from .core import OutputMath
+from .core import OutputMath, variable_role
 
-KINDS = ("input", "truth", "pred", "loss", "other")
-COLORS = {"input": "#d9d9d9", "truth": "#b7e1a1", "pred": "#a6c8ff", "loss": "#ffb3a7", "other": "#fff2b3"}
-
+KINDS = ("input", "truth", "pred", "loss", "intermediate", "other")
+COLORS = {"input": "#d9d9d9", "truth": "#b7e1a1", "pred": "#a6c8ff", "loss": "#ffb3a7", "intermediate": "#fff2b3",
+          "other": "#ffffff"}
 
 @dataclass
 class Node:
@@ -39,17 +39,12 @@ class Node:
     docs_by_class: dict = field(default_factory=dict)
 
 
-def node_kind(name, reads_raw_batch=False):
-    """input (reads the raw batch), truth (``*_truth``), pred (``*_pred``), loss (``*_loss``, ``loss``), other."""
+def node_kind(cls, name, reads_raw_batch=False):
+    """input (reads the raw batch), else the variable's declared role (core.variable_role: truth, pred, loss,
+    intermediate); other for a variable of an unregistered class without a role."""
     if reads_raw_batch:
         return "input"
-    if name.endswith("_truth"):
-        return "truth"
-    if name.endswith("_pred"):
-        return "pred"
-    if name == "loss" or name.endswith("_loss"):
-        return "loss"
-    return "other"
+    return variable_role(cls, name) or "other"
 
 
 def _label(key):
@@ -309,7 +304,7 @@ def static_graph(cls):
         mixins = tuple(c.__name__ for c in defs if getattr(c, "OM_KIND", None) == "mixin" and c is not definer)
         fn = _unwrap(getattr(cls, name))
         sig = str(inspect.signature(fn)).replace("(self, ", "(").replace("(self)", "()")
-        nodes[name] = Node(name, node_kind(name, raw), definer.__name__, mixins, f"{name}{sig}",
+        nodes[name] = Node(name, node_kind(cls, name, raw), definer.__name__, mixins, f"{name}{sig}",
                            _first_line(_unwrap(vars(definer)[name]).__doc__ if name in vars(definer) else fn.__doc__),
                            {c.__name__: _first_line(_unwrap(vars(c)[name]).__doc__) for c in defs})
         edges |= {(name, dep) for dep in requests if dep in variables and dep != name}
@@ -335,7 +330,7 @@ def recorded_graph(om):
     for key in keys:
         base = static.nodes.get(key[0])
         label = _label(key)
-        nodes[label] = Node(label, node_kind(key[0])) if base is None else replace(base, name=label)
+        nodes[label] = Node(label, node_kind(type(om), key[0])) if base is None else replace(base, name=label)
     return DataflowGraph(nodes, edges, title=f"{type(om).__name__} (recorded)", mixin_names=static.mixin_names)
 
 

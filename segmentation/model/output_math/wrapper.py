@@ -1,4 +1,6 @@
 """The model wrapper: the network's outputs and the batch become an OutputMath instance."""
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
 
@@ -54,7 +56,7 @@ class OutputMathModel(nn.Module):
         return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-def output_math_view(model, cfg, metadata, extra_mixins=()):
+def output_math_view(model: nn.Module, cfg, metadata, extra_mixins: Sequence[str] = ()) -> "OutputMathModel":
     """``model`` read through output mathematics (the one place a model gets an OM for decoding): an
     OutputMathModel (OM.NAME) as it is, a conventional network through the base formulation; ``extra_mixins``
     (e.g. oracles for an evaluation) are added on top of OM.MIXINS."""
@@ -66,3 +68,18 @@ def output_math_view(model, cfg, metadata, extra_mixins=()):
     else:
         net, name, mixins = model, BASE_FORMULATION, ()
     return OutputMathModel(net, compose(name, mixins + tuple(extra_mixins)), cfg, metadata)
+
+
+def build_model(cfg) -> nn.Module:
+    """The configured model: the network (``build_network``: backbone, meta-architecture, MODEL.WEIGHTS) and, with
+    OM.NAME, the OutputMathModel of OM.NAME + OM.MIXINS around it."""
+    from ...data import get_metadata
+    from ..build import build_network
+    from .build import build_output_math_class
+    net = build_network(cfg)
+    if not cfg.OM.NAME:
+        return net
+    if cfg.MODEL.META_ARCHITECTURE != "panoptic_deeplab" or not cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE:
+        raise ValueError("OM.NAME needs MODEL.META_ARCHITECTURE panoptic_deeplab with "
+                         "MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE True.")
+    return OutputMathModel(net, build_output_math_class(cfg), cfg, get_metadata(cfg))

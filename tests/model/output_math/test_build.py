@@ -91,13 +91,15 @@ def test_duplicate_registration_is_an_error():
 
 
 def test_config_path_and_om_base_alias():
+    """OM.BASE is the loader's business (tests/config): it reaches the OM as OM.NAME."""
+    from segmentation.config import load_config
     cfg = get_default_config()
     cfg.OM.NAME, cfg.OM.MIXINS = "toy", ("toy-shift",)
     assert build_output_math_class(cfg) is compose("toy", ("toy-shift",))
-    cfg.OM.NAME, cfg.OM.BASE = "", "toy"
     with pytest.warns(DeprecationWarning):
-        assert build_output_math_class(cfg) is compose("toy", ("toy-shift",))
-    cfg.OM.BASE = ""
+        loaded = load_config(None, ["OM.BASE", "toy", "OM.MIXINS", "('toy-shift',)"])
+    assert build_output_math_class(loaded) is compose("toy", ("toy-shift",))
+    cfg.OM.NAME = ""
     with pytest.raises(OMCompositionError, match="OM.NAME is empty"):
         build_output_math_class(cfg)
 

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from segmentation.model.output_math import compose, recorded_graph, static_graph, write_graph_outputs
+from segmentation.model.output_math import OM_REGISTRY, compose, recorded_graph, static_graph, write_graph_outputs
 from tests.model.output_math import toy  # noqa: F401
 from tests.model.output_math.toy import batch
 
@@ -65,3 +65,42 @@ def test_write_outputs_with_or_without_graphviz(tmp_path):
         assert (tmp_path / "graph.png").exists()
     else:
         assert any("apt-get install graphviz" in n for n in notes)
+
+
+@pytest.mark.parametrize("name", OM_REGISTRY.names())
+def test_every_registered_variable_has_a_declared_role(name):
+    """No node of a registered formulation is drawn as 'other': its role is in its name or declared (@role)."""
+    from segmentation.model.output_math import variable_role
+    cls = OM_REGISTRY.get(name)
+    assert [v for v in cls.variables() if variable_role(cls, v) is None] == []
+    if cls.OM_KIND == "mixin" and not name.startswith("toy"):
+        cls = compose("panoptic-deeplab", (name,))
+    assert [n for n, node in static_graph(cls).nodes.items() if node.kind == "other"] == []
+
+
+def test_a_variable_without_a_role_cannot_be_registered():
+    from segmentation.model.output_math import OutputMath, register_om
+
+    class NoRole(OutputMath):
+        def table(self):
+            """[2] long: something."""
+            return None
+    with pytest.raises(TypeError, match=r"role of table is not declared.*@role\('intermediate'\)"):
+        register_om("no-role", "mixin")(NoRole)
+
+
+def test_renamed_variables_still_answer_to_their_old_names():
+    import torch
+
+    from segmentation.config import get_default_config
+    from segmentation.data.datasets import SYNTHETIC_METADATA
+    pan = torch.full((1, 4, 5), 1000)
+    pan[0, :2, :2] = 4001
+    om = compose("panoptic-deeplab")({"panoptic_truth": pan}, config=get_default_config(),
+                                     metadata=SYNTHETIC_METADATA)
+    with pytest.warns(DeprecationWarning, match="'center_weights' is now 'center_weights_truth'"):
+        old = om.center_weights()
+    assert torch.equal(old, om.center_weights_truth())
+    with pytest.warns(DeprecationWarning):
+        (weights,) = om.request("semantic_weights")
+    assert torch.equal(weights, om.semantic_weights_truth())

@@ -17,8 +17,8 @@ from segmentation.model.post_processing import get_panoptic_segmentation
 from tests.model.test_post_processing import _realistic_outputs
 
 TARGETS = {"semantic": "semantic_truth", "center": "center_truth", "offset": "offset_truth",
-           "semantic_weights": "semantic_weights", "center_weights": "center_weights",
-           "offset_weights": "offset_weights"}
+           "semantic_weights": "semantic_weights_truth", "center_weights": "center_weights_truth",
+           "offset_weights": "offset_weights_truth"}
 
 
 def _cfg(**dataset):
@@ -78,8 +78,8 @@ def test_task_variables_on_a_hand_made_map():
     assert om.instance_truth().tolist() == [[[-1, -1, 4001, 4001, -1], [-1, -1, -1, 4002, -1]]]
     assert om.centroids_truth()[0, 4001].tolist() == [0.0, 2.5]
     assert om.offset_truth()[0, :, 0, 2].tolist() == [0.0, 0.5]
-    assert om.center_weights().tolist() == [[[1, 1, 1, 1, 0], [1, 0, 0, 1, 0]]]
-    assert om.offset_weights().tolist() == [[[0, 0, 1, 1, 0], [0, 0, 0, 1, 0]]]
+    assert om.center_weights_truth().tolist() == [[[1, 1, 1, 1, 0], [1, 0, 0, 1, 0]]]
+    assert om.offset_weights_truth().tolist() == [[[0, 0, 1, 1, 0], [0, 0, 0, 1, 0]]]
     cfg = _cfg(IGNORE_CROWD_IN_SEMANTIC=True)
     assert _om(pan, cfg=cfg).semantic_truth()[0, 1].tolist() == [1, 255, 255, 4, 255]
 
@@ -209,12 +209,12 @@ def test_push_pull_nearest_centre_and_loss():
     pan[0, 0, 6:8] = 4002  # centroid x = 6.5
     off = torch.zeros(1, 2, 1, 8)
     om = _om(pan, {"offset_pred": off}, mixins=("push-pull",))
-    assert om.closest_truth_centroid()[0, 0, [0, 1, 6, 7]].tolist() == [4001, 4001, 4002, 4002]
+    assert om.closest_centroid_truth()[0, 0, [0, 1, 6, 7]].tolist() == [4001, 4001, 4002, 4002]
     assert om.push_pull_loss().item() == 0.0  # every vote is nearest to its own centre
     off2 = off.clone()
     off2[0, 1, 0, 1] = 5.0  # pixel 1 of 4001 votes at x = 6: 0.5 from 4002's centre, 5.5 from its own
     om2 = _om(pan, {"offset_pred": off2}, mixins=("push-pull",))
-    assert om2.closest_truth_centroid()[0, 0, 1].item() == 4002
+    assert om2.closest_centroid_truth()[0, 0, 1].item() == 4002
     assert om2.push_pull_loss().item() == pytest.approx((5.5 - 0.5) / (2 * 4))
     base = _om(pan, {"offset_pred": off2})
     assert om2.offset_loss().item() == pytest.approx(base.offset_loss().item() + om2.push_pull_loss().item())

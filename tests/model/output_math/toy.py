@@ -2,7 +2,7 @@
 
 import torch
 
-from segmentation.model.output_math import OutputMath, no_cache, register_om
+from segmentation.model.output_math import OutputMath, no_cache, register_om, role
 
 CALLS = []
 
@@ -28,6 +28,7 @@ class Toy(OutputMath):
         CALLS.append(("mode_pred", mode))
         return mode
 
+    @role("intermediate")
     def many(self, *items):
         CALLS.append(("many", items))
         return sum(items)
@@ -49,6 +50,7 @@ class Toy(OutputMath):
         CALLS.append("fresh")
         return object()
 
+    @role("intermediate")
     @no_cache(lambda bound: bound.arguments["a"] is not None)
     def maybe(self, a=None, b=1):
         CALLS.append(("maybe", a, b))

@@ -1,7 +1,10 @@
-"""Built-in formulations, registered in OM_REGISTRY on import."""
-from . import mixins, panoptic_deeplab  # noqa: F401  (registration)
-from .mixins import CPUTensors, LearnableCenters, OracleCenters, OracleOffsets, OracleSemantics, PushPull
-from .panoptic_deeplab import PanDLGroundTruth, PanDLLosses, PanDLPrediction, PanopticDeepLab, PanopticVariables
+"""The formulations: one module per base (OM.NAME) or mixin (OM.MIXINS), registered in OM_REGISTRY on import.
 
-__all__ = ["CPUTensors", "LearnableCenters", "OracleCenters", "OracleOffsets", "OracleSemantics", "PanDLGroundTruth",
-           "PanDLLosses", "PanDLPrediction", "PanopticDeepLab", "PanopticVariables", "PushPull"]
+Every module of this package is imported here, so that a new formulation is one new file with a class decorated by
+``@register_om(name, kind)``: no list to edit (docs/om/writing_a_formulation.md).
+"""
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

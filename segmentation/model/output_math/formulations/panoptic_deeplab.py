@@ -19,20 +19,26 @@ import torch
 from ....data.transforms.target_transforms import draw_center_heatmap
 from ...post_processing import find_instance_center, group_pixels, instance_classes, merge_semantic_and_instance
 from ..build import register_om
-from ..core import OutputMath, no_cache
+from ..core import OutputMath, no_cache, role
 
 
 class PanopticVariables(OutputMath):
     """Task variables: shared by every panoptic formulation, whatever the dataset (green block of Figure 7)."""
 
+    # the names before version 0.2 (configs and docs may still use them)
+    OM_ALIASES = {"semantic_weights": "semantic_weights_truth", "center_weights": "center_weights_truth",
+                  "offset_weights": "offset_weights_truth", "closest_truth_centroid": "closest_centroid_truth"}
+
     def panoptic_truth(self):
         """[N, H, W] long: ground-truth panoptic ids (train-id encoding, see module docstring)."""
         return self.raw_batch["panoptic_truth"].to(self.device).long()
 
+    @role("intermediate")
     def thing_class_table(self):
         """[ignore_label + 1] bool: entry c is True iff train id c is a thing class (from the dataset metadata)."""
         return self.metadata.is_thing_table(self.device)
 
+    @role("intermediate")
     def segment_table_size(self):
         """int: L, the entries of a per-image segment table: the panoptic ids of num_classes classes, then void."""
         return self.metadata.num_classes * self.metadata.label_divisor + 1
@@ -44,16 +50,19 @@ class PanopticVariables(OutputMath):
         local = pan.clamp(0, size - 1)  # void (ignore_label * label_divisor) is above every class id
         return local.add_(torch.arange(pan.shape[0], device=self.device).view(-1, 1, 1) * size)
 
+    @role("intermediate")
     def segment_class_table(self):
         """[L] long: train id of every table entry (ignore_label for the void entry)."""
         classes = torch.arange(self.segment_table_size(), device=self.device) // self.metadata.label_divisor
         classes[-1] = self.metadata.ignore_label
         return classes
 
+    @role("intermediate")
     def segment_is_thing(self):
         """[L] bool: the table entry is a thing segment (crowd included, void excluded)."""
         return self.thing_class_table()[self.segment_class_table()]
 
+    @role("intermediate")
     def segment_is_crowd(self):
         """[L] bool, or [N, L] when the batch has a crowd table: the entry is a crowd segment (thing class with
         instance 0, or an id the loader's ``crowd_table`` marks: PAN_ONLY training batches number crowd segments
@@ -63,6 +72,7 @@ class PanopticVariables(OutputMath):
         table = self.raw_batch.get("crowd_table_truth")
         return crowd if table is None else crowd | table.to(self.device, torch.bool)
 
+    @role("intermediate")
     def segment_is_void(self):
         """[L] bool: the table entry is void (the last one, which every id outside the classes shares)."""
         void = torch.zeros(self.segment_table_size(), dtype=torch.bool, device=self.device)
@@ -185,6 +195,7 @@ class PanDLGroundTruth(PanopticVariables):
         table = torch.cat([table_y, table_x])
         return table.index_select(0, index.view(-1)).view(2, n, h, w).transpose(0, 1)
 
+    @role("intermediate")
     def thing_segment_rows(self):
         """[N * L] int32: 1 + n * K + k for the k-th thing segment of image n (thing_segments_truth), 0 for every
         other entry of the flattened segment tables: the row of a segment in per-thing-segment tables."""
@@ -196,7 +207,7 @@ class PanDLGroundTruth(PanopticVariables):
         rows.scatter_(0, entry.reshape(-1), torch.arange(1, n * k + 1, dtype=torch.int32, device=self.device))
         return rows[:-1]
 
-    def semantic_weights(self):
+    def semantic_weights_truth(self):
         """[N, H, W] float32: semantic-loss weight, DATASET.SMALL_INSTANCE_WEIGHT on thing segments smaller than
         DATASET.SMALL_INSTANCE_AREA pixels, 1 elsewhere."""
         d = self.config.DATASET
@@ -205,11 +216,11 @@ class PanDLGroundTruth(PanopticVariables):
         table = torch.where(small, float(d.SMALL_INSTANCE_WEIGHT), 1.0).reshape(-1)
         return table.index_select(0, idx.reshape(-1)).view(idx.shape)
 
-    def center_weights(self):
+    def center_weights_truth(self):
         """[N, H, W] float32: 1 on labelled non-crowd pixels, 0 on void and crowd."""
         return self._gather_segments((~self.segment_is_void() & ~self.segment_is_crowd()).float())
 
-    def offset_weights(self):
+    def offset_weights_truth(self):
         """[N, H, W] float32: 1 on non-crowd thing pixels (all labelled non-crowd pixels without
         DATASET.IGNORE_STUFF_IN_OFFSET), 0 elsewhere."""
         keep = ~self.segment_is_crowd()
@@ -300,15 +311,16 @@ class PanDLLosses(PanDLPrediction, PanDLGroundTruth):
 
     def semantic_loss(self):
         """Scalar: semantic loss (LOSS.SEMANTIC.NAME) of the logits against semantic_truth, pixel-weighted."""
-        return self.losses["semantic"](self.semantic_logits_pred(), self.semantic_truth(), self.semantic_weights())
+        return self.losses["semantic"](self.semantic_logits_pred(), self.semantic_truth(),
+                                       self.semantic_weights_truth())
 
     def center_loss(self):
-        """Scalar: squared error of the heatmap, averaged with center_weights (LOSS.CENTER.NAME)."""
-        return self.losses["center"](self.center_pred(), self.center_truth(), self.center_weights())
+        """Scalar: squared error of the heatmap, averaged with center_weights_truth (LOSS.CENTER.NAME)."""
+        return self.losses["center"](self.center_pred(), self.center_truth(), self.center_weights_truth())
 
     def offset_loss(self):
-        """Scalar: absolute error of the offsets in pixels, averaged with offset_weights (LOSS.OFFSET.NAME)."""
-        return self.losses["offset"](self.offset_pred(), self.offset_truth(), self.offset_weights())
+        """Scalar: absolute error of the offsets in pixels, averaged with offset_weights_truth (LOSS.OFFSET.NAME)."""
+        return self.losses["offset"](self.offset_pred(), self.offset_truth(), self.offset_weights_truth())
 
     def loss(self):
         """Scalar: LOSS.SEMANTIC.WEIGHT * semantic + LOSS.CENTER.WEIGHT * centre + LOSS.OFFSET.WEIGHT * offset."""
