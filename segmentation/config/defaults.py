@@ -268,6 +268,8 @@ def add_test_config(cfg):
     cfg.TEST.DEBUG = False  # original key (debug grids at test time); see TEST.NUM_VIS
     cfg.TEST.NUM_VIS = 4  # number of validation images drawn as image | ground truth | prediction PNGs
     cfg.TEST.MAX_IMAGES = -1  # evaluate only the first N images of the split; -1: all
+    cfg.TEST.EVAL_PERIOD = 0  # evaluate on TEST_SPLIT every this many training iterations (and at the end); 0: off
+    cfg.TEST.BEST_METRIC = "PQ"  # metrics.json key that picks OUTPUT_DIR/best.pth during training (higher is better)
     cfg.TEST.ORACLE_SEMANTIC = False  # replace the semantic prediction by the ground truth
     cfg.TEST.ORACLE_FOREGROUND = False  # original key; not implemented (raises)
     cfg.TEST.ORACLE_CENTER = False  # replace the centre heatmap by the ground truth

@@ -9,6 +9,7 @@ The trainer exposes to hooks: ``cfg``, ``iter`` (the iteration in progress, 0-ba
 completed), ``max_iter``, ``losses`` (this step's {name: 0-d tensor}), ``lr`` (the rate this step used),
 ``data_time`` / ``step_time`` (seconds), ``save(iteration)``, ``record_end(status, iteration, reason)``.
 """
+import json
 import logging
 import os
 import signal
@@ -202,7 +203,64 @@ class LossLogger(HookBase):
             logger.info("Training done in %s.", format_seconds(time.perf_counter() - self.t_start))
 
 
+class PeriodicEvaluator(HookBase):
+    """TEST.EVAL_PERIOD: evaluates on TEST_SPLIT every that many iterations and after the last one (distributed as
+    test_net: each process its shard), logs the metrics (console, TensorBoard ``val/*``), writes them to
+    ``OUTPUT_DIR/eval/training/iter_<N>/``, and keeps ``OUTPUT_DIR/best.pth`` for the best TEST.BEST_METRIC so far,
+    recorded in run.json (``best``); a resumed run starts from the recorded best. The RNG states are restored after
+    each evaluation, so that training continues exactly as without it."""
+
+    def __init__(self, cfg, tensorboard=None):
+        self.period, self.metric, self.tensorboard = cfg.TEST.EVAL_PERIOD, cfg.TEST.BEST_METRIC, tensorboard
+        self.best, self.loader = None, None
+
+    def before_train(self, trainer):
+        from ..utils.runtime import read_run_record
+        record = read_run_record(trainer.output_dir) if trainer.start_iter > 0 else None
+        self.best = (record or {}).get("best")
+
+    def after_step(self, trainer):
+        done = trainer.done
+        if self.period > 0 and (done % self.period == 0 or done == trainer.max_iter):
+            self.evaluate(trainer)
+
+    def evaluate(self, trainer):
+        from ..data import build_test_loader, get_metadata
+        from ..utils.runtime import rng_states, set_rng_states, update_run_record
+        from .evaluator import evaluate
+        if self.loader is None:
+            self.loader = build_test_loader(trainer.cfg, trainer.rank, trainer.world_size)
+        rng = rng_states()
+        out = os.path.join(trainer.output_dir, "eval", "training", f"iter_{trainer.done:07d}")
+        logger.info("Evaluating at iteration %d on %s.", trainer.done, trainer.cfg.DATASET.TEST_SPLIT)
+        try:
+            metrics = evaluate(trainer.cfg, trainer.net, self.loader, get_metadata(trainer.cfg), trainer.device,
+                               output_dir=out if comm.is_main_process() else None)
+        finally:
+            trainer.model.train()
+            set_rng_states(rng)
+        if self.metric not in metrics:
+            raise KeyError(f"TEST.BEST_METRIC '{self.metric}' is not a metric of this evaluation; its metrics: "
+                           f"{', '.join(k for k, v in metrics.items() if not isinstance(v, dict))}.")
+        if self.tensorboard is not None:
+            self.tensorboard.scalars(trainer, {f"val/{k}": float(v) for k, v in metrics.items()
+                                               if isinstance(v, (int, float)) or hasattr(v, "__float__")})
+        value = float(metrics[self.metric])
+        if self.best is None or value > self.best["value"]:
+            self.best = {"metric": self.metric, "value": value, "iteration": trainer.done}
+            if comm.is_main_process():
+                from ..utils.checkpoint import save_checkpoint
+                plain = json.loads(json.dumps(metrics, default=float))  # numpy scalars -> floats (weights_only load)
+                save_checkpoint({"model": trainer.net.state_dict(), "iteration": trainer.done, "metrics": plain},
+                                os.path.join(trainer.output_dir, "best.pth"))
+            logger.info("New best %s %.2f at iteration %d: saved best.pth.", self.metric, value, trainer.done)
+        if comm.is_main_process():
+            update_run_record(trainer.output_dir, best=self.best)
+
+
 def default_hooks(cfg):
-    """The hooks of a training run, in calling order: checks first, then logging, then what may stop or save."""
+    """The hooks of a training run, in calling order: checks first, then logging, then what may stop, save or
+    evaluate (an evaluation comes after the checkpoint of its iteration)."""
     tensorboard = TensorBoardWriter(cfg)
-    return [NonFiniteCheck(), tensorboard, LossLogger(tensorboard), StopOnSignal(), PeriodicCheckpointer()]
+    return [NonFiniteCheck(), tensorboard, LossLogger(tensorboard), StopOnSignal(), PeriodicCheckpointer(),
+            PeriodicEvaluator(cfg, tensorboard)]

@@ -357,8 +357,11 @@ class Trainer:
         cfg = self.cfg
         self.max_iter = cfg.TRAIN.MAX_ITER
         if comm.is_main_process():
+            # a resumed run keeps what the record knows of the iterations before (the best evaluation so far)
+            earlier = read_run_record(self.output_dir) if self.start_iter > 0 else None
+            kept = {"best": earlier["best"]} if earlier and earlier.get("best") else {}
             save_run_record(cfg, self.output_dir, status="running", start_iteration=self.start_iter,
-                            max_iter=self.max_iter)
+                            max_iter=self.max_iter, **kept)
         if self.start_iter >= self.max_iter:
             logger.info("Already trained for %d iterations.", self.start_iter)
             self.save_final()
