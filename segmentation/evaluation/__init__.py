@@ -1,5 +1,5 @@
 """Metrics (semantic confusion matrix, panoptic quality, instance AP) and official-format prediction writers."""
-from . import instance, visualization  # noqa: F401  (registration; the other evaluator modules are imported below)
+from . import visualization  # noqa: F401  (registration; the other evaluator modules are imported below)
 from .base import EVALUATOR_REGISTRY, DatasetEvaluator, build_evaluators
 from .build import INSTANCE_EVALUATOR_REGISTRY, build_instance_evaluator
 from .cityscapes_instance import CityscapesInstanceEvaluator

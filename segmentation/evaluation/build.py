@@ -1,7 +1,9 @@
 """Instance-AP evaluators, selected by the format of the dataset's instance ground truth."""
 import os
 
+from ..utils import comm
 from ..utils.registry import Registry
+from .base import EVALUATOR_REGISTRY, is_panoptic
 from .cityscapes_instance import CityscapesInstanceEvaluator
 from .coco_instance import CocoInstanceEvaluator
 
@@ -28,3 +30,20 @@ def build_instance_evaluator(cfg, metadata, output_dir=None):
     if not os.path.exists(path):
         raise FileNotFoundError(f"TEST.EVAL_INSTANCE needs '{path}' (see datasets/README.md).")
     return INSTANCE_EVALUATOR_REGISTRY.get(fmt)(path, metadata, output_dir)
+
+
+@EVALUATOR_REGISTRY.register("instance")
+def build_instance_ap_evaluator(cfg, metadata, output_dir):
+    """Instance AP: with TEST.EVAL_INSTANCE, single-process, for a panoptic model; the prediction files go to
+    ``output_dir``/TEST.INSTANCE_FOLDER with TEST.SAVE_PREDICTIONS."""
+    if not cfg.TEST.EVAL_INSTANCE:
+        return None
+    if not is_panoptic(cfg):
+        raise NotImplementedError("TEST.EVAL_INSTANCE needs a panoptic model (MODEL.META_ARCHITECTURE "
+                                  "panoptic_deeplab with TEST.EVAL_PANOPTIC True).")
+    if comm.get_world_size() > 1:
+        raise NotImplementedError("TEST.EVAL_INSTANCE is single-process: run tools/test_net.py without torchrun.")
+    folder = os.path.join(output_dir, cfg.TEST.INSTANCE_FOLDER) if output_dir and cfg.TEST.SAVE_PREDICTIONS else None
+    evaluator = build_instance_evaluator(cfg, metadata, folder)
+    evaluator.score_type = cfg.TEST.INSTANCE_SCORE_TYPE
+    return evaluator

@@ -20,6 +20,8 @@ import types
 import numpy as np
 from PIL import Image
 
+from .instance import InstanceEvaluator
+
 
 def _numpy_compat():
     """A stand-in for the ``numpy`` module with ``in1d`` (flattened ``isin``) restored."""
@@ -57,7 +59,7 @@ def official_instance_module(work_dir):
         module.np, module.writeDict2JSON = saved
 
 
-class CityscapesInstanceEvaluator:
+class CityscapesInstanceEvaluator(InstanceEvaluator):
     """Collects instance predictions per image and computes the official Cityscapes AP / AP50.
 
     Args:

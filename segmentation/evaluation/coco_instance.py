@@ -1,47 +1,16 @@
-"""COCO mask AP of the thing instances of panoptic predictions, through pycocotools' COCOeval('segm').
-
-Each thing segment of a predicted panoptic map becomes one instance, scored as the original repository does
-(TEST.INSTANCE_SCORE_TYPE): ``semantic`` = mean probability of its class over its mask, ``instance`` = centre heatmap
-value at the mask's centre of mass, ``both`` = their product.
-"""
+"""COCO mask AP of the thing instances of panoptic predictions, through pycocotools' COCOeval('segm') (the instances
+and their scores: ``instance.py``)."""
 import contextlib
 import io
 import json
 import os
 
 import numpy as np
-import torch
 
-SCORE_TYPES = ("semantic", "instance", "both")
-
-
-def instance_predictions(panoptic, semantic_prob, center, metadata, score_type="semantic"):
-    """List of (train id, bool mask [H, W], score) for the thing segments of one panoptic map.
-
-    Args:
-        panoptic: long tensor [H, W] in the train-id encoding; semantic_prob: float [C, H, W] class probabilities;
-        center: float [H, W] centre heatmap.
-    """
-    if score_type not in SCORE_TYPES:
-        raise ValueError(f"TEST.INSTANCE_SCORE_TYPE must be one of {', '.join(SCORE_TYPES)}, got '{score_type}'.")
-    div = metadata.label_divisor
-    ids = torch.unique(panoptic)
-    ids = ids[(ids % div > 0) & (ids != metadata.void_label)]
-    out = []
-    for pid in ids.tolist():  # one entry per predicted instance: the output is a list of masks anyway
-        cls = pid // div
-        if cls not in metadata.thing_ids:
-            continue
-        mask = panoptic == pid
-        ys, xs = torch.nonzero(mask, as_tuple=True)
-        sem_score = float(semantic_prob[cls][mask].mean())
-        ins_score = float(center[int(ys.float().mean()), int(xs.float().mean())])
-        score = {"semantic": sem_score, "instance": ins_score, "both": sem_score * ins_score}[score_type]
-        out.append((cls, mask.cpu().numpy(), score))
-    return out
+from .instance import InstanceEvaluator, instance_predictions  # noqa: F401  (instance_predictions: re-exported)
 
 
-class CocoInstanceEvaluator:
+class CocoInstanceEvaluator(InstanceEvaluator):
     """Accumulates instance predictions and evaluates them against a COCO instances JSON (``instances_*.json``).
 
     Category ids are the metadata's ``eval_ids`` (the dataset's own category ids for COCO-format datasets). With
