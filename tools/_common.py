@@ -8,10 +8,20 @@
 """
 import argparse
 import logging
+import os
 import sys
 
-from segmentation.config import ConfigError, load_config
-from segmentation.engine.predictor import build_inference_model, checkpoint_path_for_inference  # noqa: F401  (tools)
+# OpenMP threads waiting for work spin for ~300,000 iterations by default (GNU OpenMP), which is what makes torch's
+# threads collapse when other jobs share the cores (10x slower steps, docs/benchmarks.md "Threads"); a short spin
+# was as fast alone and several times faster under load. Read when torch loads OpenMP: set before importing it.
+if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "1000"
+
+from segmentation.config import ConfigError, load_config  # noqa: E402  (after the OpenMP setting)
+from segmentation.engine.predictor import (  # noqa: E402, F401  (re-exported for the tools)
+    build_inference_model,
+    checkpoint_path_for_inference,
+)
 
 _DEBUG = {"on": "--debug" in sys.argv}
 # exception types that mean a bug in this repository rather than a wrong input: reported as internal errors

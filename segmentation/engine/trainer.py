@@ -2,7 +2,7 @@
 
 ``Trainer.train`` is a short loop over ``run_step`` (forward/backward, the hooks' checks read in one host
 synchronisation, the optimizer update); what happens around the step are hooks (``hooks.py``): the non-finite
-check, loss logging, TensorBoard, the stop on SIGINT/SIGTERM and periodic checkpoints (``default_hooks``).
+check, loss logging, TensorBoard, the stop on SIGINT/SIGTERM, periodic checkpoints and evaluations (``default_hooks``).
 
 Features: mixed precision for the network (OM targets, losses and decoding stay float32), gradient accumulation and
 clipping, durable atomic checkpoints keeping the last K, exact resume (model, optimizer, grad scaler, iteration, RNG

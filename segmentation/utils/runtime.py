@@ -23,9 +23,69 @@ def configure_backends(cfg):
     torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
 
 
-def configure_runtime(cfg, device):
-    """The process-wide settings of the config: CUDNN.* (configure_backends) and, on CPU with
-    CPU_KEEP_FREED_MEMORY, keeping freed host memory for reuse (``utils.memory.keep_freed_memory``)."""
+def cgroup_cpu_limit(root="/sys/fs/cgroup"):
+    """CPUs allowed by the cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us / cpu.cfs_period_us``), as a
+    float; None without a quota."""
+    candidates = [(os.path.join(root, "cpu.max"), None),
+                  (os.path.join(root, "cpu", "cpu.cfs_quota_us"), os.path.join(root, "cpu", "cpu.cfs_period_us")),
+                  (os.path.join(root, "cpu,cpuacct", "cpu.cfs_quota_us"),
+                   os.path.join(root, "cpu,cpuacct", "cpu.cfs_period_us"))]
+    for first, period_file in candidates:
+        try:
+            with open(first) as f:
+                fields = f.read().split()
+            if period_file is not None:
+                with open(period_file) as f:
+                    fields.append(f.read().strip())
+        except OSError:
+            continue
+        quota, period = fields[0], fields[1] if len(fields) > 1 else "100000"
+        if quota in ("max", "-1"):
+            return None
+        return max(int(quota) / int(period), 1.0)
+    return None
+
+
+def available_cpus():
+    """CPUs this process may use: its affinity mask, capped by the cgroup quota (not the machine's core count)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit()
+    return max(1, min(cpus, int(limit))) if limit is not None else cpus
+
+
+def choose_num_threads(cfg, workers=None, local_processes=None):
+    """(intra-op threads, why): NUM_THREADS when positive; else OMP_NUM_THREADS when the environment sets it; else
+    the CPUs this process may use, shared among the training processes of this machine (torchrun's
+    LOCAL_WORLD_SIZE), minus the loader ``workers`` beside it (default DATALOADER.NUM_WORKERS), at least 1."""
+    if cfg.NUM_THREADS > 0:
+        return cfg.NUM_THREADS, "NUM_THREADS"
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS of the environment"
+    cpus = available_cpus()
+    local = local_processes or int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    workers = cfg.DATALOADER.NUM_WORKERS if workers is None else workers
+    threads = max(1, cpus // local - workers)
+    return threads, (f"automatic: {cpus} CPU(s) available / {local} process(es) - {workers} loader worker(s); "
+                     f"NUM_THREADS sets it")
+
+
+def configure_threads(cfg, workers=None, log=None):
+    """Set torch's intra-op thread count (and OpenCV's) from ``choose_num_threads``, log the choice, return it."""
+    import logging
+
+    import cv2
+    threads, why = choose_num_threads(cfg, workers)
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    (log or logging.getLogger("segmentation")).info("Using %d intra-op thread(s) (%s).", threads, why)
+    return threads
+
+
+def configure_runtime(cfg, device, workers=None):
+    """The process-wide settings of the config: threads (configure_threads, with ``workers`` loader workers beside
+    this process), CUDNN.* (configure_backends) and, on CPU with CPU_KEEP_FREED_MEMORY, keeping freed host memory
+    for reuse (``utils.memory.keep_freed_memory``)."""
+    configure_threads(cfg, workers)
     configure_backends(cfg)
     if device.type == "cpu" and cfg.CPU_KEEP_FREED_MEMORY:
         keep_freed_memory()
