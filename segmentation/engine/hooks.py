@@ -135,8 +135,7 @@ class TensorBoardWriter(HookBase):
 
     def before_step(self, trainer):
         cfg = trainer.cfg
-        trainer.keep_outputs = (cfg.DEBUG.DEBUG and cfg.DEBUG.TENSORBOARD
-                                and (trainer.iter + 1) % cfg.DEBUG.DEBUG_FREQ == 0)
+        trainer.keep_outputs = self.enabled and cfg.DEBUG.DEBUG and (trainer.iter + 1) % cfg.DEBUG.DEBUG_FREQ == 0
 
     def scalars(self, trainer, values):
         writer = self._writer(trainer)
@@ -235,7 +234,7 @@ class PeriodicEvaluator(HookBase):
         logger.info("Evaluating at iteration %d on %s.", trainer.done, trainer.cfg.DATASET.TEST_SPLIT)
         try:
             metrics = evaluate(trainer.cfg, trainer.net, self.loader, get_metadata(trainer.cfg), trainer.device,
-                               output_dir=out if comm.is_main_process() else None)
+                               output_dir=out)  # as test_net: every process gets it, the main one writes metrics
         finally:
             trainer.model.train()
             set_rng_states(rng)

@@ -392,12 +392,10 @@ class Trainer:
             self.save(self.max_iter)
             self.save_final()
             self.record_end("finished", self.max_iter)
-        except (TrainingInterrupted, FloatingPointError) as e:
-            error = e
-            raise
         except BaseException as e:
             error = e
-            self._save_after_crash(self.done, e)
+            if not isinstance(e, (TrainingInterrupted, FloatingPointError)):  # those saved what they could
+                self._save_after_crash(self.done, e)
             raise
         finally:
             # end the loader workers now, not whenever the exception's traceback (which holds this frame) is freed

@@ -104,13 +104,13 @@ def convert_original_state(state: dict) -> tuple[dict, str]:
                          f"meta-architectures ({', '.join(META_ARCHITECTURES)}): it cannot be converted.")
     backbone = [name for name, (key, _) in BACKBONES.items() if key in state]
     tables = [_compile(BACKBONES[b][1]) for b in backbone] + [_compile(META_ARCHITECTURES[meta[0]][1])]
-    converted = {}
+    converted, renamed = {}, 0
     for key, value in state.items():
         new = _rename(key, tables)
         if new in converted:
             raise ValueError(f"Two keys of the original checkpoint map to '{new}': the rename table is wrong.")
         converted[new] = value
-    renamed = sum(_rename(k, tables) != k for k in state)
+        renamed += new != key
     family = f"{meta[0]}, {backbone[0]} backbone" if backbone else meta[0]
     return converted, f"original repository's format ({family}): {renamed} of {len(state)} keys renamed"
 

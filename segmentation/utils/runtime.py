@@ -1,6 +1,7 @@
 """Run-time helpers shared by training, evaluation and inference: the device, host memory, seeds and RNG states,
 and the run folder (its file names and ``run.json``, the record of how a run ended)."""
 import json
+import logging
 import os
 import random
 
@@ -10,6 +11,8 @@ import torch
 from ..config import dump_config
 from . import comm
 from .memory import keep_freed_memory
+
+logger = logging.getLogger("segmentation")
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"  # the last (periodic or final) training state of OUTPUT_DIR
 FINAL_NAME = "final_state.pth"  # the model after the last iteration, written once training finished
@@ -71,13 +74,11 @@ def choose_num_threads(cfg, workers=None, local_processes=None):
 
 def configure_threads(cfg, workers=None, log=None):
     """Set torch's intra-op thread count (and OpenCV's) from ``choose_num_threads``, log the choice, return it."""
-    import logging
-
     import cv2
     threads, why = choose_num_threads(cfg, workers)
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
-    (log or logging.getLogger("segmentation")).info("Using %d intra-op thread(s) (%s).", threads, why)
+    (log or logger).info("Using %d intra-op thread(s) (%s).", threads, why)
     return threads
 
 

@@ -11,6 +11,10 @@ from segmentation.engine.trainer import TrainingInterrupted, read_run_record
 from tests.engine.test_training_features import StopAfter
 
 
+class StopAfterTwo(StopAfter):
+    stop = 2
+
+
 def _configure(cfg, out, period):
     cfg.OUTPUT_DIR, cfg.TEST.EVAL_PERIOD, cfg.TRAIN.MAX_ITER, cfg.PRINT_FREQ = str(out), period, 4, 1
     cfg.DATASET.SYNTHETIC.VAL_SIZE = 2
@@ -37,9 +41,8 @@ def test_evaluations_keep_the_best_and_leave_training_unchanged(synthetic_cfg, t
 
 def test_a_resumed_run_keeps_the_best_so_far(synthetic_cfg, tmp_path):
     _configure(synthetic_cfg, tmp_path, 1)
-    StopAfter.stop = 2
     with pytest.raises(TrainingInterrupted):
-        StopAfter(synthetic_cfg).train()
+        StopAfterTwo(synthetic_cfg).train()
     before = read_run_record(str(tmp_path))["best"]
     assert before["iteration"] in (1, 2)
     synthetic_cfg.TRAIN.RESUME = True

@@ -34,14 +34,14 @@ def test_available_cpus_is_the_affinity_capped_by_the_quota(monkeypatch):
     assert runtime.available_cpus() == 8
 
 
-@pytest.mark.parametrize("opts, env, cpus, local, expected", [
-    (["DATALOADER.NUM_WORKERS", "1"], {}, 8, None, 7),
-    (["DATALOADER.NUM_WORKERS", "2"], {"LOCAL_WORLD_SIZE": "2"}, 8, None, 2),  # 8 / 2 processes - 2 workers
-    (["DATALOADER.NUM_WORKERS", "4"], {}, 2, None, 1),  # never below 1
-    (["DATALOADER.NUM_WORKERS", "1", "NUM_THREADS", "3"], {"OMP_NUM_THREADS": "5"}, 8, None, 3),  # the key wins
-    (["DATALOADER.NUM_WORKERS", "1"], {"OMP_NUM_THREADS": "5"}, 8, None, 5),  # then the environment's choice
+@pytest.mark.parametrize("opts, env, cpus, expected", [
+    (["DATALOADER.NUM_WORKERS", "1"], {}, 8, 7),
+    (["DATALOADER.NUM_WORKERS", "2"], {"LOCAL_WORLD_SIZE": "2"}, 8, 2),  # 8 / 2 processes - 2 workers
+    (["DATALOADER.NUM_WORKERS", "4"], {}, 2, 1),  # never below 1
+    (["DATALOADER.NUM_WORKERS", "1", "NUM_THREADS", "3"], {"OMP_NUM_THREADS": "5"}, 8, 3),  # the key wins
+    (["DATALOADER.NUM_WORKERS", "1"], {"OMP_NUM_THREADS": "5"}, 8, 5),  # then the environment's choice
 ])
-def test_the_automatic_thread_count(monkeypatch, opts, env, cpus, local, expected):
+def test_the_automatic_thread_count(monkeypatch, opts, env, cpus, expected):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     for key, value in env.items():
