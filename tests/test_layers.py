@@ -2,7 +2,7 @@
 
 Bottom to top: config and utils; data; the network (backbones, decoders, losses, meta-architectures, their builder,
 the solver); the output mathematics and decoding (with the ``segmentation.model`` facade that wraps the network in
-it); evaluation; the engine; the tools and the package's top-level API. Checked on the import statements of every
+it); evaluation; the engine; ablations (jobs of the engine); the tools and the package's top-level API. Checked on the import statements of every
 module (absolute and relative, at module level or inside functions), so a lazy import cannot hide an upward one.
 """
 import ast
@@ -21,6 +21,7 @@ LAYERS = [
      "segmentation.model.export"),
     ("segmentation.evaluation",),
     ("segmentation.engine",),
+    ("segmentation.ablation",),
     ("segmentation", "tools"),
 ]
 

@@ -35,6 +35,22 @@ def run_exported(path, fmt, image):
     return tuple(session.run(None, {"image": image.numpy()}))
 
 
+def refuse_decoding_mixins(cfg):
+    """The exported decoding reads the raw network outputs: an OM mixin that changes a prediction variable (e.g.
+    focal-centers' sigmoid heatmap, the oracles) would be silently dropped, so it is an error."""
+    if not cfg.OM.NAME:
+        return
+    from segmentation.model.output_math import build_output_math_class
+    changed = {part.OM_NAME: sorted(n for n in vars(part) if n.endswith("_pred"))
+               for part in build_output_math_class(cfg).__mro__ if getattr(part, "OM_KIND", None) == "mixin"}
+    changed = {name: names for name, names in changed.items() if names}
+    if changed:
+        what = "; ".join(f"'{name}' changes {', '.join(names)}" for name, names in changed.items())
+        raise ValueError(f"OM.MIXINS change the decoding ({what}), which the exported model (static decoding of the "
+                         f"raw network outputs) does not reproduce; export a config without them, or decode through "
+                         f"the OM (tools/demo.py, segmentation.Predictor).")
+
+
 def main(argv=None):
     def extra(parser):
         parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
@@ -44,6 +60,7 @@ def main(argv=None):
     if cfg.MODEL.META_ARCHITECTURE != "panoptic_deeplab" or not cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE:
         raise ValueError("Export needs MODEL.META_ARCHITECTURE panoptic_deeplab with "
                          "MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE True.")
+    refuse_decoding_mixins(cfg)
     net, _ = build_inference_model(cfg)
     if isinstance(net, OutputMathModel):  # the OM is a training-time view: export the network itself
         net = net.net

@@ -126,6 +126,16 @@ def add_om_config(cfg):
     cfg.OM.PUSH_PULL.WEIGHT = 1.0  # push-pull: weight of the term added to the offset loss (lambda_wrc)
     cfg.OM.HUBER_OFFSETS = CN()
     cfg.OM.HUBER_OFFSETS.BETA = 4.0  # huber-offsets: error (pixels) below which the offset loss is quadratic
+    cfg.OM.FOCAL_CENTERS = CN()
+    cfg.OM.FOCAL_CENTERS.ALPHA = 2.0  # focal-centers: exponent of the focusing factors (1-p)^a and p^a (CenterNet: 2)
+    cfg.OM.FOCAL_CENTERS.BETA = 4.0  # focal-centers: exponent of the (1-y)^b penalty reduction near peaks (CenterNet 4)
+    cfg.OM.FOCAL_CENTERS.PRIOR_LOGIT = -2.19  # focal-centers: added to the head's output (CenterNet's bias init, p=0.1)
+    cfg.OM.HARD_PIXEL_CENTERS = CN()
+    cfg.OM.HARD_PIXEL_CENTERS.TOP_K_PERCENT = 0.2  # hard-pixel-centers: fraction of the heatmap pixels that count
+    cfg.OM.SIZE_ADAPTIVE_SIGMA = CN()
+    cfg.OM.SIZE_ADAPTIVE_SIGMA.MIN_OVERLAP = 0.7  # size-adaptive-sigma: IoU a box keeps within the CornerNet radius
+    cfg.OM.SIZE_ADAPTIVE_SIGMA.MIN_SIGMA = 1.0  # size-adaptive-sigma: smallest std (pixels)
+    cfg.OM.SIZE_ADAPTIVE_SIGMA.MAX_SIGMA = 12.0  # size-adaptive-sigma: largest std (pixels); also sizes the windows
 
 
 def add_dataset_config(cfg):

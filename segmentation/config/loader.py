@@ -229,6 +229,13 @@ def validate_config(cfg):
     if "cpu-tensors" in cfg.OM.MIXINS and cfg.DATASET.PAN_ONLY:
         raise ConfigError("OM.MIXINS has 'cpu-tensors' (it reads the loader's CPU targets) but DATASET.PAN_ONLY is "
                           "True (the loader ships no targets): set DATASET.PAN_ONLY False.")
+    if not 0 < cfg.OM.HARD_PIXEL_CENTERS.TOP_K_PERCENT <= 1:
+        raise ConfigError(f"OM.HARD_PIXEL_CENTERS.TOP_K_PERCENT must be in (0, 1], got "
+                          f"{cfg.OM.HARD_PIXEL_CENTERS.TOP_K_PERCENT}.")
+    sigma = cfg.OM.SIZE_ADAPTIVE_SIGMA
+    if not 0 < sigma.MIN_SIGMA <= sigma.MAX_SIGMA or not 0 < sigma.MIN_OVERLAP < 1:
+        raise ConfigError(f"OM.SIZE_ADAPTIVE_SIGMA needs 0 < MIN_SIGMA <= MAX_SIGMA and 0 < MIN_OVERLAP < 1, got "
+                          f"{sigma.MIN_SIGMA}, {sigma.MAX_SIGMA} and {sigma.MIN_OVERLAP}.")
 
 
 class _PlainDumper(yaml.SafeDumper):

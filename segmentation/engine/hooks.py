@@ -34,6 +34,11 @@ class TrainingInterrupted(Exception):
                          f"with TRAIN.RESUME True.")
 
 
+class EarlyStop(Exception):
+    """A hook ended training on purpose (e.g. an Optuna pruner) after recording why in run.json: not an error, and
+    the trainer saves nothing more."""
+
+
 class HookBase:
     """A hook does nothing unless it overrides a method; see the module docstring for when each is called."""
 
@@ -238,6 +243,7 @@ class PeriodicEvaluator(HookBase):
         finally:
             trainer.model.train()
             set_rng_states(rng)
+        trainer.latest_evaluation = (trainer.done, metrics)  # for the hooks after this one (e.g. Optuna's pruning)
         if self.metric not in metrics:
             raise KeyError(f"TEST.BEST_METRIC '{self.metric}' is not a metric of this evaluation; its metrics: "
                            f"{', '.join(k for k, v in metrics.items() if not isinstance(v, dict))}.")

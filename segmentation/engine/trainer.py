@@ -55,7 +55,7 @@ from ..utils.runtime import (  # noqa: F401  (CHECKPOINT_NAME .. read_run_record
     set_rng_states,
     update_run_record,
 )
-from .hooks import TrainingInterrupted, default_hooks  # noqa: F401  (TrainingInterrupted: re-exported)
+from .hooks import EarlyStop, TrainingInterrupted, default_hooks  # noqa: F401  (TrainingInterrupted: re-exported)
 
 logger = logging.getLogger("segmentation")
 
@@ -167,6 +167,7 @@ class Trainer:
         self._stop_signal = None  # the name of the signal received (set by the StopOnSignal hook's handler)
         self.keep_outputs = False  # set for the iterations whose outputs go to the TensorBoard image grid
         self.last_outputs = self.last_batch = None
+        self.latest_evaluation = None  # (iteration, metrics) of the last evaluation during training (PeriodicEvaluator)
         # what a failing step rolls back: the BatchNorm buffers and RNG states from before its forward passes
         self._buffers = list(self.net.buffers())
         self._buffer_snapshot = [b.detach().clone() for b in self._buffers]
@@ -394,7 +395,7 @@ class Trainer:
             self.record_end("finished", self.max_iter)
         except BaseException as e:
             error = e
-            if not isinstance(e, (TrainingInterrupted, FloatingPointError)):  # those saved what they could
+            if not isinstance(e, (TrainingInterrupted, FloatingPointError, EarlyStop)):  # saved what they could
                 self._save_after_crash(self.done, e)
             raise
         finally:

@@ -80,3 +80,16 @@ def _write_cfg(cfg, tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(cfg.dump())
     return str(path)
+
+
+@pytest.mark.parametrize("mixins", [("focal-centers",), ("oracle-semantics",), ("huber-offsets", "focal-centers")])
+def test_export_refuses_mixins_that_change_the_decoding(mixins):
+    import export
+
+    from segmentation.config import get_default_config
+    cfg = get_default_config()
+    cfg.OM.NAME, cfg.OM.MIXINS = "panoptic-deeplab", mixins
+    with pytest.raises(ValueError, match=f"'{mixins[-1]}' changes .*_pred"):
+        export.refuse_decoding_mixins(cfg)
+    cfg.OM.MIXINS = ("huber-offsets", "size-adaptive-sigma")  # training-side only: exportable
+    export.refuse_decoding_mixins(cfg)

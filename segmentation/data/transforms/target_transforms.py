@@ -6,6 +6,8 @@ segments getting centres/offsets/small-instance weights but zero centre/offset l
 things). Instead of one full-image mask per segment it gathers per-segment tables with one index map, so the cost
 does not grow with the number of segments.
 """
+import math
+
 import numpy as np
 import torch
 
@@ -47,14 +49,45 @@ def draw_center_heatmap(centers_y, centers_x, height, width, sigma, valid=None):
     ok = ok & (yy < br_y[..., None, None]) & (xx < br_x[..., None, None])
     inside = (y >= 0) & (x >= 0) & (y < height) & (x < width)  # the original skips centres outside the image
     ok = ok & (inside if valid is None else inside & valid)[..., None, None]
+    heat = _max_of_windows(yy, xx, ok, g.expand(n, k, size, size), height, width)
+    return heat if batched else heat[0]
+
+
+def _max_of_windows(yy, xx, ok, values, height, width):
+    """[N, 1, H, W] float32: the maximum over windows of ``values`` [N, K, S, S] placed at rows ``yy`` [N, K, S, 1]
+    and columns ``xx`` [N, K, 1, S] where ``ok``; 0 where no window reaches (one ``scatter_reduce``)."""
+    n = yy.shape[0]
     plane = height * width
     dump = n * plane  # out-of-window entries land in a dump slot that is dropped afterwards
-    image = torch.arange(n, device=device).view(n, 1, 1, 1) * plane
+    image = torch.arange(n, device=yy.device).view(n, 1, 1, 1) * plane
     flat = torch.where(ok, image + yy * width + xx, torch.full_like(ok, dump, dtype=torch.long))
-    heat = torch.zeros(dump + 1, dtype=torch.float32, device=device)
-    heat.scatter_reduce_(0, flat.reshape(-1), g.expand(n, k, size, size).reshape(-1), reduce="amax")
-    heat = heat[:dump].view(n, 1, height, width)
-    return heat if batched else heat[0]
+    heat = torch.zeros(dump + 1, dtype=torch.float32, device=yy.device)
+    heat.scatter_reduce_(0, flat.reshape(-1), values.reshape(-1), reduce="amax")
+    return heat[:dump].view(n, 1, height, width)
+
+
+def draw_adaptive_center_heatmap(centers_y, centers_x, height, width, sigma, max_sigma, valid=None):
+    """``draw_center_heatmap`` with one standard deviation per centre: ``sigma`` [N, K] float (pixels, at most
+    ``max_sigma``); the window of a centre spans ceil(3 * sigma + 1) pixels on each side of its truncation. For an
+    integer sigma shared by every centre the heatmap is draw_center_heatmap's bit for bit.
+
+    Returns float32 [N, 1, H, W]; static shapes (the windows are sized by ``max_sigma``), no host synchronisation.
+    """
+    device = centers_y.device
+    reach = int(math.ceil(3 * max_sigma + 1))
+    d = torch.arange(-reach, reach + 1, device=device)
+    y = centers_y.detach().to(torch.float64).trunc()
+    x = centers_x.detach().to(torch.float64).trunc()
+    sigma = sigma.detach().to(torch.float64)
+    radius = torch.ceil(3 * sigma + 1)[..., None, None]  # [N, K, 1, 1]
+    dy, dx = d.view(-1, 1).to(torch.float64), d.view(1, -1).to(torch.float64)
+    g = torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma[..., None, None] ** 2)).to(torch.float32)  # [N, K, S, S]
+    yy = y.long()[..., None, None] + d.view(-1, 1)
+    xx = x.long()[..., None, None] + d.view(1, -1)
+    ok = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width) & (dy.abs() <= radius) & (dx.abs() <= radius)
+    inside = (y >= 0) & (x >= 0) & (y < height) & (x < width)
+    ok = ok & (inside if valid is None else inside & valid)[..., None, None]
+    return _max_of_windows(yy, xx, ok, g, height, width)
 
 
 def panoptic_targets(seg_index, seg_category, seg_is_thing, seg_is_crowd, *, ignore_label, sigma=8,
