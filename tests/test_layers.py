@@ -2,8 +2,9 @@
 
 Bottom to top: config and utils; data; the network (backbones, decoders, losses, meta-architectures, their builder,
 the solver); the output mathematics and decoding (with the ``segmentation.model`` facade that wraps the network in
-it); evaluation; the engine; ablations (jobs of the engine); the tools and the package's top-level API. Checked on the import statements of every
-module (absolute and relative, at module level or inside functions), so a lazy import cannot hide an upward one.
+it); evaluation; the engine; ablations (jobs of the engine); the tools and the package's top-level API. Checked on
+the import statements of every module (absolute and relative, at module level or inside functions), so a lazy import
+cannot hide an upward one.
 """
 import ast
 import glob
