@@ -28,7 +28,7 @@ class RunJob:
     metric: str = "PQ"
     threads: int = 0  # > 0: NUM_THREADS for this job, unless the overrides set it
     distributed: bool = False  # SLURM tasks as torch.distributed processes (submitit's TorchDistributedEnvironment)
-    trial: dict | None = None  # {"storage", "study", "trial_id"}: report evaluations to this Optuna trial (pruning)
+    trial: dict | None = None  # {"storage", "study", "trial_id", "pruner"}: report evaluations to this Optuna trial
 
     @property
     def label(self):
@@ -118,7 +118,8 @@ def train_and_evaluate(job):
 class ExecutorOptions:
     """How jobs run: ``cluster`` local (processes of this machine), slurm or debug (in this process, one after
     another); ``jobs`` at most this many at once; SLURM's partition, GPUs per job (each GPU one process of a
-    distributed run), CPUs per task and time limit (minutes, also the local executor's)."""
+    distributed run), CPUs per task and time limit (minutes, also the local executor's). On SLURM ``jobs`` bounds
+    the jobs queued at once."""
     cluster: str = "local"
     jobs: int = 1
     partition: str = ""
@@ -143,17 +144,22 @@ def make_executor(options, folder):
     if options.cluster == "debug":
         return submitit.DebugExecutor(folder)
     executor = submitit.AutoExecutor(folder, cluster="slurm")
+    executor.update_parameters(**slurm_parameters(options))
+    return executor
+
+
+def slurm_parameters(options):
+    """submitit parameters of a SLURM job: one node, one task per GPU (a distributed run), time limit, partition,
+    CPUs per task, and ``options.extra`` (e.g. ``slurm_account``)."""
     params = {"timeout_min": options.time_min, "nodes": 1, "tasks_per_node": max(1, options.gpus_per_job),
-              "slurm_array_parallelism": max(1, options.jobs), "name": "ablate"}
+              "name": "ablate"}
     if options.gpus_per_job:
         params["gpus_per_node"] = options.gpus_per_job
     if options.partition:
         params["slurm_partition"] = options.partition
     if options.cpus_per_task:
         params["cpus_per_task"] = options.cpus_per_task
-    params.update(options.extra)
-    executor.update_parameters(**params)
-    return executor
+    return {**params, **options.extra}
 
 
 class JobPool:
@@ -176,8 +182,8 @@ class JobPool:
                 outcomes = []
                 for job, handle in ended:
                     self.running.remove((job, handle))
-                    try:
-                        outcomes.append((job, handle.result(), None))
+                    try:  # a distributed SLURM job has one result per task: rank 0's
+                        outcomes.append((job, handle.results()[0], None))
                     except Exception as e:  # FailedJobError (the job raised), UncompletedJobError (killed, timeout)
                         outcomes.append((job, None, e))
                 return outcomes

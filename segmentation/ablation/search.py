@@ -71,7 +71,9 @@ class OptunaReporter(HookBase):
     def before_train(self, trainer):
         if comm.is_main_process():
             import optuna
-            study = optuna.load_study(study_name=self.info["study"], storage=open_storage(self.info["storage"]))
+            # the pruner is not stored with the study: the job carries the search's own
+            study = optuna.load_study(study_name=self.info["study"], storage=open_storage(self.info["storage"]),
+                                      pruner=self.info.get("pruner"))
             self.trial = optuna.trial.Trial(study, self.info["trial_id"])
 
     def after_step(self, trainer):
@@ -107,9 +109,9 @@ def run_search(spec, out, options, trials, storage=None, study_name=None, log=pr
         yaml.safe_dump({**spec.to_dict(), "mode": "optuna", "command": command, "storage": url, "study": name,
                         "trials": trials, "space": space}, f, sort_keys=False)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=max(2, options.jobs))
     study = optuna.create_study(study_name=name, storage=open_storage(url), direction="maximize",
-                                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=0),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=max(2, options.jobs)))
+                                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=0), pruner=pruner)
     states = optuna.trial.TrialState
     stale = study.get_trials(deepcopy=False, states=(states.RUNNING,))  # left running by a stopped search
     ended = len(study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED, states.FAIL)))
@@ -122,7 +124,7 @@ def run_search(spec, out, options, trials, storage=None, study_name=None, log=pr
     def job_for(number, trial_id, overrides):
         variant = f"trial_{number:04d}"
         job = make_job(spec, os.path.join(out, variant), variant, overrides, 0, trial=number)
-        job.trial = {"storage": url, "study": name, "trial_id": trial_id}
+        job.trial = {"storage": url, "study": name, "trial_id": trial_id, "pruner": pruner}
         prepare_jobs([job], options)
         return job
 

@@ -46,6 +46,8 @@ def format_value(value):
 def _short(value):
     if isinstance(value, (list, tuple)):
         return "+".join(_short(v) for v in value) or "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 200.0 -> 200, as it was written
     return str(value)
 
 
@@ -102,15 +104,22 @@ def _parse_value(text):
     return yaml.safe_load(text)
 
 
-def _check_keys(overrides, where):
+def _checked(overrides, where):
+    """``overrides`` with every key checked against the default config, and integers given for float keys made
+    floats (YAML reads ``200`` as an int; yacs refuses an int for a float key)."""
     from ..config import get_default_config
     cfg = get_default_config()
-    for key in overrides:
+    out = {}
+    for key, value in (overrides or {}).items():
         node = cfg
         for part in key.split("."):
             if not hasattr(node, "keys") or part not in node:
                 raise SpecError(f"{where}: '{key}' is not a config key (see segmentation/config/defaults.py).")
             node = node[part]
+        if isinstance(node, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        out[key] = value
+    return out
 
 
 def load_spec(path=None, base=None, vary=(), seeds=None, metric=None, opts=()):
@@ -135,6 +144,7 @@ def load_spec(path=None, base=None, vary=(), seeds=None, metric=None, opts=()):
     if len(opts) % 2:
         raise SpecError(f"Overrides come in KEY VALUE pairs; got {len(opts)} words: {' '.join(opts)}.")
     shared.update({k: _parse_value(v) for k, v in zip(opts[::2], opts[1::2])})
+    shared = _checked(shared, "opts")
     grid = dict(data.get("grid") or {})
     for axis in vary:
         if len(axis) < 2:
@@ -143,6 +153,7 @@ def load_spec(path=None, base=None, vary=(), seeds=None, metric=None, opts=()):
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise SpecError(f"grid: '{key}' needs a non-empty list of values, got {values!r}.")
+        grid[key] = [_checked({key: v}, "grid")[key] for v in values]
     named = data.get("variants") or {}
     if not isinstance(named, dict):
         raise SpecError("variants: expected a mapping of names to overrides, e.g. {base: {}, push-pull: "
@@ -150,11 +161,9 @@ def load_spec(path=None, base=None, vary=(), seeds=None, metric=None, opts=()):
     for name, overrides in named.items():
         if not re.fullmatch(r"[A-Za-z0-9._=+-]+", str(name)):
             raise SpecError(f"variants: '{name}' cannot be a folder name; use letters, digits and ._=+-.")
-        _check_keys(overrides or {}, f"variants: {name}")
-    _check_keys(shared, "opts")
-    _check_keys(grid, "grid")
+        named[name] = _checked(overrides, f"variants: {name}")
     search = data.get("search") or {}
-    _check_keys(search, "search")
+    _checked({k: None for k in search}, "search")
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
     variants = []
     for name, overrides in (named.items() if named else [(None, {})]):
@@ -167,7 +176,8 @@ def load_spec(path=None, base=None, vary=(), seeds=None, metric=None, opts=()):
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise SpecError(f"Two variants share a folder name: {sorted(n for n in names if names.count(n) > 1)[0]}.")
-    spec = AblationSpec(base=base, opts=shared, variants=variants, seeds=int(seeds or data.get("seeds") or 1),
+    seeds = seeds if seeds is not None else data.get("seeds", 1)
+    spec = AblationSpec(base=base, opts=shared, variants=variants, seeds=int(seeds),
                         metric=metric or data.get("metric") or "PQ", reference=str(data.get("reference") or ""),
                         search=search, source=path or "")
     if spec.seeds < 1:
