@@ -13,6 +13,7 @@ written. Exit status: 0 when every run succeeded, 1 when one failed (the report 
 """
 import argparse
 import os
+import re
 import shlex
 import sys
 
@@ -28,7 +29,8 @@ def parser():
                                                   "search)")
     p.add_argument("--cfg", "--config-file", dest="cfg", metavar="FILE", help="base config (overrides 'base:')")
     p.add_argument("--vary", nargs="+", action="append", default=[], metavar="KEY V",
-                   help="a grid axis: a config key and its values, e.g. --vary LOSS.OFFSET.WEIGHT 0.01 0.02")
+                   help="a grid axis: a config key and its values, e.g. --vary LOSS.OFFSET.WEIGHT 0.01 0.02 (the "
+                        "values end at the next option or config key)")
     p.add_argument("--seeds", type=int, help="seeds per variant (SEED 0 .. N-1; default: the grid file's, or 1)")
     p.add_argument("--metric", help="validation metric compared and optimised (default: the grid file's, or PQ)")
     p.add_argument("--out", metavar="DIR", help="run folders (default output/ablations/<grid or config name>)")
@@ -51,8 +53,31 @@ def parser():
     return p
 
 
+CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*")
+
+
+def split_vary(argv):
+    """(argv without the --vary groups, the groups): a group's values end at the next option or config key, so
+    that trailing KEY VALUE overrides may follow it."""
+    rest, groups, i = [], [], 0
+    while i < len(argv):
+        if argv[i] != "--vary":
+            rest.append(argv[i])
+            i += 1
+            continue
+        group, i = argv[i + 1:i + 2], i + 2
+        while i < len(argv) and not argv[i].startswith("--") and not CONFIG_KEY.fullmatch(argv[i]):
+            group.append(argv[i])
+            i += 1
+        groups.append(group)
+    return rest, groups
+
+
 def main(argv=None):
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    rest, vary = split_vary(argv)
+    args = parser().parse_args(rest)
+    args.vary = vary
     if args.report:
         print(f"Wrote {write_report(args.report, args.report_out)}")
         return 0
@@ -64,8 +89,7 @@ def main(argv=None):
     options = ExecutorOptions(cluster=args.cluster, jobs=args.jobs, partition=args.partition,
                               gpus_per_job=args.gpus_per_job, cpus_per_task=args.cpus_per_task,
                               time_min=args.time_min)
-    command = " ".join(["python tools/ablate.py", *(shlex.quote(a) for a in (sys.argv[1:] if argv is None
-                                                                              else argv))])
+    command = " ".join(["python tools/ablate.py", *(shlex.quote(a) for a in argv)])
     if args.search:
         from segmentation.ablation.search import run_search
         _, failed = run_search(spec, out, options, args.trials, args.storage, args.study, command=command)

@@ -244,10 +244,35 @@ def write_report(folder, report_path=None):
             lines.append(f"| {r['variant']}/seed{r.get('seed', 0)} | {status} | {r['run'].get('reason', '')} | "
                          f"{os.path.relpath(os.path.join(r['folder'], 'log.txt'), report_dir)} |")
         lines.append("")
+    lines += _formulations_section(runs)
     lines += [f"Every run: [{rel}/results.csv]({rel}/results.csv).", ""]
     with open(report_path, "w") as f:
         f.write("\n".join(lines))
     return report_path
+
+
+def _formulations_section(runs):
+    """For every OM mixin of the runs: its module's description (source, what it changes) and the variables it
+    adds or overrides (the mixin table of tools/om_graph.py)."""
+    import inspect
+
+    from ..model.output_math import OM_REGISTRY, compose, static_graph
+    mixins = {}
+    for r in runs:
+        config = os.path.join(r["folder"], "config.yaml")
+        if os.path.isfile(config):
+            with open(config) as f:
+                om = (yaml.safe_load(f) or {}).get("OM", {})
+            for name in om.get("MIXINS") or ():
+                mixins.setdefault(name, om.get("NAME"))
+    if not mixins:
+        return []
+    lines = ["## The formulations", ""]
+    for name, base in mixins.items():
+        doc = inspect.getmodule(OM_REGISTRY.get(name)).__doc__ or ""
+        lines += [f"### `{name}`", "", " ".join(doc.strip().split()), "",
+                  static_graph(compose(base, (name,))).mixins_table(), ""]
+    return lines
 
 
 def _optuna_section(spec, by_variant, metric, assets, rel):

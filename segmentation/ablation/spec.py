@@ -19,6 +19,7 @@ The grid file (YAML; every key optional, the command line adds to it)::
 Values are what the key takes in a config file (a list for a tuple). A variant's folder is its name; without named
 variants, the name is made from its grid overrides (``LOSS.OFFSET.WEIGHT=0.02``).
 """
+import ast
 import hashlib
 import itertools
 import os
@@ -96,17 +97,21 @@ class AblationSpec:
 
 
 def _parse_value(text):
-    """A command-line value as YAML reads it (``0.02`` -> float, ``[push-pull]`` -> list, ``()`` -> [])."""
-    if text.strip() in ("()", "[]"):
-        return []
-    if text.strip().startswith("("):
-        text = "[" + text.strip()[1:-1] + "]"
-    return yaml.safe_load(text)
+    """A command-line value: a Python literal (``0.02``, ``1e-3``, ``()``, ``('push-pull',)``, ``True``) or, failing
+    that, YAML with bare words (``push-pull``, ``(push-pull, huber-offsets)``); tuples become lists."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        text = text.strip()
+        if text.startswith("(") and text.endswith(")"):
+            text = "[" + text[1:-1] + "]"
+        value = yaml.safe_load(text)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _checked(overrides, where):
-    """``overrides`` with every key checked against the default config, and integers given for float keys made
-    floats (YAML reads ``200`` as an int; yacs refuses an int for a float key)."""
+    """``overrides`` with every key checked against the default config, and numbers given for float keys made
+    floats (yacs refuses an int for a float key)."""
     from ..config import get_default_config
     cfg = get_default_config()
     out = {}
@@ -116,8 +121,11 @@ def _checked(overrides, where):
             if not hasattr(node, "keys") or part not in node:
                 raise SpecError(f"{where}: '{key}' is not a config key (see segmentation/config/defaults.py).")
             node = node[part]
-        if isinstance(node, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        if isinstance(node, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:  # YAML reads 200 as an int and 1e-3 as a string
+                value = float(value)
+            except ValueError:
+                raise SpecError(f"{where}: '{key}' takes a number, got {value!r}.") from None
         out[key] = value
     return out
 

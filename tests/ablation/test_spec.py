@@ -80,3 +80,24 @@ def test_the_shipped_zoo_grid_reads():
         cfg = load_config(spec.base, [*spec.shared_opts(), *[x for k, v in variant.overrides.items()
                                                              for x in (k, format_value(v))]])
         build_output_math_class(cfg)
+
+
+def test_command_line_values_and_yaml_numbers_become_config_values(tmp_path):
+    spec = load_spec(_grid(tmp_path, grid={"SOLVER.BASE_LR": ["1e-3", 2]}),
+                     vary=[["OM.MIXINS", "()", "(push-pull, huber-offsets)", "('push-pull',)"],
+                           ["LOSS.OFFSET.WEIGHT", "1e-2"]])
+    values = [(v.overrides["SOLVER.BASE_LR"], v.overrides["OM.MIXINS"], v.overrides["LOSS.OFFSET.WEIGHT"])
+              for v in spec.variants]
+    assert values[:3] == [(0.001, [], 0.01), (0.001, ["push-pull", "huber-offsets"], 0.01),
+                          (0.001, ["push-pull"], 0.01)]
+    assert values[3][0] == 2.0 and isinstance(values[3][0], float)
+    with pytest.raises(SpecError, match="'SOLVER.BASE_LR' takes a number, got 'fast'"):
+        load_spec(base=BASE, vary=[["SOLVER.BASE_LR", "fast"]])
+
+
+def test_vary_values_end_at_the_next_option_or_config_key():
+    import ablate
+    rest, groups = ablate.split_vary(["--cfg", "x", "--vary", "OM.MIXINS", "()", "(push-pull,)", "--vary",
+                                      "SOLVER.BASE_LR", "-1e-3", "1e-3", "TRAIN.MAX_ITER", "200", "--jobs", "2"])
+    assert rest == ["--cfg", "x", "TRAIN.MAX_ITER", "200", "--jobs", "2"]
+    assert groups == [["OM.MIXINS", "()", "(push-pull,)"], ["SOLVER.BASE_LR", "-1e-3", "1e-3"]]
