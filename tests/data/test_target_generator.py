@@ -5,6 +5,7 @@ import torch
 from segmentation.data.datasets import render_scene
 from segmentation.data.datasets.synthetic import SYNTHETIC_METADATA
 from segmentation.data.transforms import PanopticTargetGenerator, encode_panoptic, gaussian_kernel
+from segmentation.data.transforms.reference import reference_targets as original_rules
 from tests.data.reference_targets import reference_targets
 
 KEYS = ("semantic", "foreground", "center", "offset", "semantic_weights", "center_weights", "offset_weights")
@@ -53,17 +54,23 @@ def test_gaussian_kernel_shape_and_peak():
     dict(sigma=3, ignore_stuff_in_offset=True, small_instance_area=300, small_instance_weight=3),
     dict(sigma=5, ignore_crowd_in_semantic=True),
 ])
-def test_matches_naive_reference_on_random_scenes(seed, options):
+@pytest.mark.parametrize("id_offset", [0, 1 << 23])  # small ids: a lookup table; COCO's 24-bit ids: a search
+def test_matches_naive_references_on_random_scenes(seed, options, id_offset):
+    """Against the pixel-loop reference of this folder and the original's rules of the package (the baseline of
+    tools/benchmark_targets.py)."""
     rng = np.random.default_rng(seed)
     _, pan, segs = render_scene(rng, 72, 100, max_objects=10, crowd_prob=0.8)
     # crop-like situation: the segment list also names segments absent from the map
     segs = segs + [{"id": 999, "category_id": 4, "iscrowd": 0}]
+    pan = pan.astype(np.int64) + id_offset
+    segs = [{**s, "id": s["id"] + id_offset} for s in segs]
     thing = list(SYNTHETIC_METADATA.thing_ids)
     out = _generator(thing_list=thing, **options)(pan, segs)
-    ref = reference_targets(pan, segs, thing, **options)
-    for k in KEYS:
-        assert torch.equal(out[k], torch.as_tensor(ref[k])), k
-    assert out["center_points"] == ref["center_points"]
+    for ref in (reference_targets(pan, segs, thing, **options),
+                original_rules(pan, segs, thing, ignore_label=255, **options)):
+        for k in KEYS:
+            assert torch.equal(out[k], torch.as_tensor(ref[k])), k
+        assert out["center_points"] == ref["center_points"]
 
 
 def test_center_near_border_and_no_segments():

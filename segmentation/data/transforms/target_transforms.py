@@ -104,60 +104,97 @@ def panoptic_targets(seg_index, seg_category, seg_is_thing, seg_is_crowd, *, ign
         (float64 [K, 2] (y, x) centres of mass of the thing segments present, in segment order), offset (float32
         [2, H, W], (y, x) pixels to the centre), semantic_weights, center_weights, offset_weights (float32 [H, W]).
     """
-    device = seg_index.device
-    height, width = seg_index.shape
+    return _targets(seg_index + 1, seg_category, seg_is_thing, seg_is_crowd, ignore_label=ignore_label, sigma=sigma,
+                    ignore_stuff_in_offset=ignore_stuff_in_offset, small_instance_area=small_instance_area,
+                    small_instance_weight=small_instance_weight, ignore_crowd_in_semantic=ignore_crowd_in_semantic)
+
+
+def _targets(entry, seg_category, seg_is_thing, seg_is_crowd, *, ignore_label, sigma, ignore_stuff_in_offset,
+             small_instance_area, small_instance_weight, ignore_crowd_in_semantic):
+    """``panoptic_targets`` from ``entry`` [H, W] long: 1 + the segment's index, 0 for unlisted pixels.
+
+    Every per-pixel output is one gather from a small table: per segment (classes, weights), or per (segment, row)
+    and (segment, column) for the offsets, whose float64 differences are rounded to float32 in the table; the same
+    (segment, row) and (segment, column) keys give the exact integer coordinate sums of the centres of mass through
+    two bincounts. About a dozen passes over the pixels, none in float64.
+    """
+    device = entry.device
+    height, width = entry.shape
     n_seg = seg_category.numel()
-    idx = (seg_index + 1).reshape(-1)  # 0 = unlisted
-    count = torch.bincount(idx, minlength=n_seg + 1)
-    rows = torch.arange(height, device=device, dtype=torch.float64)[:, None].expand(height, width).reshape(-1)
-    cols = torch.arange(width, device=device, dtype=torch.float64)[None, :].expand(height, width).reshape(-1)
-    # sums of integer coordinates are exact in float64, so sum / count equals numpy's mean bit for bit
-    mean_y = torch.bincount(idx, weights=rows, minlength=n_seg + 1) / count.clamp(min=1)
-    mean_x = torch.bincount(idx, weights=cols, minlength=n_seg + 1) / count.clamp(min=1)
+    if entry.dtype not in (torch.int32, torch.int64) or (n_seg + 1) * max(height, width) >= 2 ** 31:
+        entry = entry.long()
+    flat = entry.reshape(-1)
+    rows = torch.arange(height, device=device, dtype=entry.dtype)  # int32 indices: less memory traffic
+    cols = torch.arange(width, device=device, dtype=entry.dtype)
+    key_y = torch.add(rows.view(height, 1), entry, alpha=height).view(-1)  # entry * H + row
+    key_x = torch.add(cols.view(1, width), entry, alpha=width).view(-1)  # entry * W + column
+    per_row = torch.bincount(key_y, minlength=(n_seg + 1) * height).view(n_seg + 1, height)
+    per_col = torch.bincount(key_x, minlength=(n_seg + 1) * width).view(n_seg + 1, width)
+    count = per_row.sum(1)
+    # integer coordinate sums, exact, divided in float64: numpy's mean of the coordinates bit for bit
+    mean_y = (per_row * rows.long()).sum(1).to(torch.float64) / count.clamp(min=1)
+    mean_x = (per_col * cols.long()).sum(1).to(torch.float64) / count.clamp(min=1)
 
     def table(values, unlisted):
         return torch.cat([torch.as_tensor([unlisted], dtype=values.dtype, device=device), values])
+
+    def gather(values, index=flat, shape=(height, width)):
+        return values.reshape(-1).index_select(0, index).view(shape)
 
     thing = seg_is_thing & (count[1:] > 0)
     category = seg_category.long()
     sem_values = category
     if ignore_crowd_in_semantic:
         sem_values = torch.where(seg_is_crowd, torch.full_like(category, ignore_label), category)
-    semantic = table(sem_values, ignore_label)[idx].view(height, width)
-    foreground = table(seg_is_thing.long(), 0)[idx].view(height, width)
-    center_w = table((~seg_is_crowd).float(), 0.0)
     offset_sel = ~seg_is_crowd & seg_is_thing if ignore_stuff_in_offset else ~seg_is_crowd
-    offset_w = table(offset_sel.float(), 0.0)
     small = thing & (count[1:] < small_instance_area)
-    sem_w = table(torch.where(small, float(small_instance_weight), 1.0), 1.0)
-
-    is_thing_px = table(thing, False)[idx]
-    off_y = torch.where(is_thing_px, mean_y[idx] - rows, 0.0).to(torch.float32)
-    off_x = torch.where(is_thing_px, mean_x[idx] - cols, 0.0).to(torch.float32)
-
+    is_thing = table(thing, False)[:, None]
+    # per (segment, row) / (segment, column): the float64 difference rounded once to float32, 0 off things
+    table_y = torch.where(is_thing, mean_y[:, None] - rows.to(torch.float64), 0.0).to(torch.float32)
+    table_x = torch.where(is_thing, mean_x[:, None] - cols.to(torch.float64), 0.0).to(torch.float32)
+    offset = torch.empty(2, height, width, dtype=torch.float32, device=device)
+    torch.index_select(table_y.view(-1), 0, key_y, out=offset[0].view(-1))
+    torch.index_select(table_x.view(-1), 0, key_x, out=offset[1].view(-1))
     center = draw_center_heatmap(mean_y[1:], mean_x[1:], height, width, sigma, valid=thing)
-    center_points = torch.stack([mean_y[1:], mean_x[1:]], dim=1)[thing]
     return {
-        "semantic": semantic,
-        "foreground": foreground,
+        "semantic": gather(table(sem_values, ignore_label)),
+        "foreground": gather(table(seg_is_thing.long(), 0)),
         "center": center,
-        "center_points": center_points,
-        "offset": torch.stack([off_y, off_x]).view(2, height, width),
-        "semantic_weights": sem_w[idx].view(height, width).float(),
-        "center_weights": center_w[idx].view(height, width),
-        "offset_weights": offset_w[idx].view(height, width),
+        "center_points": torch.stack([mean_y[1:], mean_x[1:]], dim=1)[thing],
+        "offset": offset,
+        "semantic_weights": gather(table(torch.where(small, float(small_instance_weight), 1.0), 1.0)),
+        "center_weights": gather(table((~seg_is_crowd).float(), 0.0)),
+        "offset_weights": gather(table(offset_sel.float(), 0.0)),
     }
 
 
 def segment_index_map(id_map, segment_ids):
     """Long tensor [H, W]: position of each pixel's id in ``segment_ids`` (any order), -1 if absent."""
+    return segment_entry_map(id_map, segment_ids).long() - 1
+
+
+# ids below this bound are looked up in a table (one gather); larger ones (COCO's 24-bit RGB ids) are searched
+_LOOKUP_IDS = 1 << 22
+
+
+def segment_entry_map(id_map, segment_ids):
+    """Integer tensor [H, W] (int32 when the ids can be looked up in a table, else long): 1 + the position of each
+    pixel's id in ``segment_ids`` (any order), 0 if absent."""
     ids = torch.as_tensor(np.asarray(segment_ids, dtype=np.int64)).reshape(-1)
-    id_map = torch.as_tensor(id_map).long()
+    id_map = torch.as_tensor(id_map)
+    if id_map.dtype not in (torch.int32, torch.int64):
+        id_map = id_map.long()
     if ids.numel() == 0:
-        return torch.full_like(id_map, -1)
+        return torch.zeros(id_map.shape, dtype=torch.int32)
+    low, high = int(min(ids.min(), id_map.min())), int(max(ids.max(), id_map.max()))
+    if low >= 0 and high < _LOOKUP_IDS:
+        lookup = torch.zeros(high + 1, dtype=torch.int32)
+        lookup[ids] = torch.arange(1, ids.numel() + 1, dtype=torch.int32)
+        return lookup.index_select(0, id_map.reshape(-1)).view(id_map.shape)
+    id_map = id_map.long()
     sorted_ids, order = torch.sort(ids)
     pos = torch.searchsorted(sorted_ids, id_map).clamp(max=ids.numel() - 1)
-    return torch.where(sorted_ids[pos] == id_map, order[pos], torch.full_like(pos, -1))
+    return torch.where(sorted_ids[pos] == id_map, order[pos] + 1, torch.zeros_like(pos))
 
 
 class PanopticTargetGenerator:
@@ -193,13 +230,13 @@ class PanopticTargetGenerator:
         Returns:
             the dict of ``panoptic_targets`` with ``center_points`` as a list of [y, x] floats, as the original.
         """
-        id_map = torch.as_tensor(np.ascontiguousarray(self.rgb2id(panoptic))).long()
+        id_map = torch.as_tensor(np.ascontiguousarray(self.rgb2id(panoptic)))
         ids = [s["id"] for s in segments]
         category = torch.as_tensor([s["category_id"] for s in segments], dtype=torch.long)
         is_thing = torch.as_tensor([s["category_id"] in self.thing_list for s in segments], dtype=torch.bool)
         is_crowd = torch.as_tensor([bool(s.get("iscrowd", 0)) for s in segments], dtype=torch.bool)
-        out = panoptic_targets(
-            segment_index_map(id_map, ids), category, is_thing, is_crowd, ignore_label=self.ignore_label,
+        out = _targets(
+            segment_entry_map(id_map, ids), category, is_thing, is_crowd, ignore_label=self.ignore_label,
             sigma=self.sigma, ignore_stuff_in_offset=self.ignore_stuff_in_offset,
             small_instance_area=self.small_instance_area, small_instance_weight=self.small_instance_weight,
             ignore_crowd_in_semantic=self.ignore_crowd_in_semantic)
