@@ -1,23 +1,29 @@
 """The ModulOM paper's Table 1: training-step cost of the four integration scenarios on one model and dataset.
 
-    python tools/benchmark.py --cfg FILE --iters N [--warmup W] [--json OUT] [KEY VALUE ...]
+    python tools/benchmark.py --cfg FILE [--iters N] [--warmup W] [--rounds R] [--json OUT] [KEY VALUE ...]
 
-Scenarios (each run in its own process, so that peak memory is its own):
+Scenarios:
   (i)   conventional: CPU targets in the data-loader workers, losses in the model;
   (ii)  OM with the 'cpu-tensors' mixin: the OM reads the workers' targets (shallow integration);
   (iii) OM with targets computed in the OM (DATASET.PAN_ONLY);
   (iv)  (iii) + 'learnable-centers'.
-Per scenario: forward (data ready -> loss computed, OM targets included), backward (backward + optimizer step) and
-overall batch time (iteration end to iteration end, data waiting included), mean ± std over N iterations after W
-warm-up ones, with device synchronisation on CUDA; peak memory: CUDA max allocated, else the process's peak RSS.
+
+Method: R rounds; in each, every scenario runs in its own process (so that peak memory is its own), in an order
+rotated from round to round, for N iterations after W warm-up ones, with the trainer's runtime settings (threads,
+allocator: CPU_KEEP_FREED_MEMORY). Per scenario: forward (data ready -> loss computed, OM targets included),
+backward (backward + optimizer step) and overall batch time (iteration end to iteration end, data waiting
+included), as medians over all rounds' iterations; the ratio to (i) is taken within each round (a slow moment of a
+shared machine hits the scenarios of one round alike) and reported as the median over rounds with its range. Peak
+memory: on CUDA the maximum allocated; on CPU the peak of the process's and its loader workers' proportional set
+size together (PSS: pages shared with the workers after fork counted once), sampled every 50 ms.
 """
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 SCENARIOS = {
@@ -29,6 +35,51 @@ SCENARIOS = {
     "iv": ("w/ ModulOM, targets in OM, learnable centers", ["OM.NAME", "panoptic-deeplab", "OM.MIXINS",
                                                             "('learnable-centers',)", "DATASET.PAN_ONLY", "True"]),
 }
+PARTS = ("forward", "backward", "batch")
+
+
+def _pss_kb(pid):
+    """Proportional set size of a process in kB (0 if it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
+    except OSError:
+        return 0
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+class PeakMemory:
+    """Samples the PSS of this process and its children (the loader workers) every ``period`` seconds; ``peak_gb``
+    is the largest sum seen (0 where /proc is not available)."""
+
+    def __init__(self, period=0.05):
+        self.period, self.peak_kb, self._stop = period, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = os.getpid()
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, _pss_kb(me) + sum(_pss_kb(c) for c in _children(me)))
+            self._stop.wait(self.period)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_gb(self):
+        return self.peak_kb / 2 ** 20
 
 
 def run_scenario(cfg, iters, warmup):
@@ -39,71 +90,85 @@ def run_scenario(cfg, iters, warmup):
     from segmentation.engine.trainer import logged_losses, resolve_device, seed_everything, to_device
     from segmentation.model import build_model
     from segmentation.solver import build_optimizer
+    from segmentation.utils.runtime import configure_runtime
 
-    seed_everything(cfg.SEED)
     device = resolve_device(cfg)
+    configure_runtime(cfg, device)  # the trainer's threads and allocator
+    seed_everything(cfg.SEED)
     model = build_model(cfg).to(device).train()
     optimizer = build_optimizer(cfg, model)
-    loader = iter(build_train_loader(cfg))
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
-    times = {"forward": [], "backward": [], "batch": []}
-    sync()
-    last_end = time.perf_counter()
-    for it in range(warmup + iters):
-        if it == warmup and device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        batch = to_device(next(loader), device)
+    times = {part: [] for part in PARTS}
+    with PeakMemory() as memory:
+        loader = iter(build_train_loader(cfg))
         sync()
-        t0 = time.perf_counter()
-        loss = logged_losses(model(batch["image"], batch))["loss"]
-        sync()
-        t1 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        sync()
-        t2 = time.perf_counter()
-        if it >= warmup:
-            times["forward"].append(t1 - t0)
-            times["backward"].append(t2 - t1)
-            times["batch"].append(t2 - last_end)
-        last_end = t2
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2 ** 30
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # kB -> GB on Linux
+        last_end = time.perf_counter()
+        for it in range(warmup + iters):
+            if it == warmup and device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            batch = to_device(next(loader), device)
+            sync()
+            t0 = time.perf_counter()
+            loss = logged_losses(model(batch["image"], batch))["loss"]
+            sync()
+            t1 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sync()
+            t2 = time.perf_counter()
+            if it >= warmup:
+                times["forward"].append(t1 - t0)
+                times["backward"].append(t2 - t1)
+                times["batch"].append(t2 - last_end)
+            last_end = t2
+        del loader
+    peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == "cuda" else memory.peak_gb
     return {"times": times, "peak_memory_gb": peak, "device": str(device)}
 
 
-def _mean_std(values):
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def summarize(rounds):
+    """``rounds``: list of {scenario: result}. Returns {scenario: {part: median s, ratio: {part: (median, low, high)},
+    peak_memory_gb, memory_ratio}} with the ratios to (i) taken within each round."""
+    out = {}
+    for key in SCENARIOS:
+        runs = [r[key] for r in rounds if key in r]
+        if not runs:
+            continue
+        entry = {part: statistics.median([t for run in runs for t in run["times"][part]]) for part in PARTS}
+        entry["peak_memory_gb"] = max(run["peak_memory_gb"] for run in runs)
+        ratios = {part: sorted(statistics.median(r[key]["times"][part]) / statistics.median(r["i"]["times"][part])
+                               for r in rounds if key in r and "i" in r) for part in PARTS}
+        entry["ratio"] = {part: (statistics.median(v), v[0], v[-1]) for part, v in ratios.items() if v}
+        entry["memory_ratio"] = statistics.median(r[key]["peak_memory_gb"] / r["i"]["peak_memory_gb"]
+                                                  for r in rounds if key in r and "i" in r)
+        out[key] = entry
+    return out
 
 
-def format_table(results):
+def format_table(summary, n_rounds):
     rows = ["| Experiment | Forward pass (s) | Backward pass (s) | Overall batch time (s) | Peak memory (GB) |",
             "|---|---|---|---|---|"]
-    for key, r in results.items():
-        cells = [f"{m:.3f} ± {s:.3f}" for m, s in (_mean_std(r["times"][k]) for k in ("forward", "backward", "batch"))]
-        rows.append(f"| ({key}) {SCENARIOS[key][0]} | {' | '.join(cells)} | {r['peak_memory_gb']:.3f} |")
-    base = results.get("i")
-    if base:
-        rows += ["", "| Ratio to (i) | Forward | Backward | Overall batch | Peak memory |", "|---|---|---|---|---|"]
-        for key, r in results.items():
-            ratios = [statistics.mean(r["times"][k]) / statistics.mean(base["times"][k])
-                      for k in ("forward", "backward", "batch")]
-            ratios.append(r["peak_memory_gb"] / base["peak_memory_gb"])
-            rows.append(f"| ({key}) | " + " | ".join(f"{x:.2f}" for x in ratios) + " |")
+    for key, s in summary.items():
+        rows.append(f"| ({key}) {SCENARIOS[key][0]} | " + " | ".join(f"{s[p]:.3f}" for p in PARTS)
+                    + f" | {s['peak_memory_gb']:.3f} |")
+    rows += ["", f"| Ratio to (i), median (range) over {n_rounds} round(s) | Forward | Backward | Overall batch | "
+             f"Peak memory |", "|---|---|---|---|---|"]
+    for key, s in summary.items():
+        cells = [f"{m:.2f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in (s["ratio"][p] for p in PARTS)]
+        rows.append(f"| ({key}) | " + " | ".join(cells) + f" | {s['memory_ratio']:.2f} |")
     return "\n".join(rows)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Reproduce the ModulOM paper's Table 1.")
     parser.add_argument("--cfg", "--config-file", dest="cfg", required=True)
-    parser.add_argument("--iters", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=5, help="measured iterations per scenario and round")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="every scenario once per round, order rotated")
     parser.add_argument("--json", default=None, help="write the measurements to this file")
     parser.add_argument("--scenario", choices=list(SCENARIOS), default=None, help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER)
@@ -113,21 +178,26 @@ def main(argv=None):
         cfg = load_config(args.cfg, list(args.opts) + SCENARIOS[args.scenario][1])
         print("RESULT " + json.dumps(run_scenario(cfg, args.iters, args.warmup)))
         return 0
-    results = {}
-    for key in SCENARIOS:
-        cmd = [sys.executable, os.path.abspath(__file__), "--cfg", args.cfg, "--iters", str(args.iters), "--warmup",
-               str(args.warmup), "--scenario", key, *args.opts]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
-            raise SystemExit(f"scenario ({key}) failed")
-        results[key] = json.loads(line[len("RESULT "):])
-        print(f"({key}) done: {statistics.mean(results[key]['times']['batch']):.3f} s per batch", flush=True)
-    print(format_table(results))
+    keys, rounds = list(SCENARIOS), []
+    for n in range(args.rounds):
+        order = keys[n % len(keys):] + keys[:n % len(keys)]
+        results = {}
+        for key in order:
+            cmd = [sys.executable, os.path.abspath(__file__), "--cfg", args.cfg, "--iters", str(args.iters),
+                   "--warmup", str(args.warmup), "--scenario", key, *args.opts]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if proc.returncode != 0 or line is None:
+                sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+                raise SystemExit(f"scenario ({key}) failed")
+            results[key] = json.loads(line[len("RESULT "):])
+            print(f"round {n + 1}/{args.rounds} ({key}): {statistics.median(results[key]['times']['batch']):.3f} s "
+                  f"per batch", flush=True)
+        rounds.append(results)
+    print(format_table(summarize(rounds), args.rounds))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump({"rounds": rounds, "summary": summarize(rounds)}, f, indent=2)
     return 0
 
 

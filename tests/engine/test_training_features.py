@@ -187,14 +187,29 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 def test_table1_benchmark_runs_the_four_scenarios(tmp_path):
     out = tmp_path / "table1.json"
     r = subprocess.run([sys.executable, "tools/benchmark.py", "--cfg", CFG, "--iters", "2", "--warmup", "1",
-                        "--json", str(out), "DATASET.SYNTHETIC.IMAGE_SIZE", "(64, 96)", "DATASET.CROP_SIZE",
-                        "(64, 96)", "TRAIN.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0"],
+                        "--rounds", "2", "--json", str(out), "DATASET.SYNTHETIC.IMAGE_SIZE", "(64, 96)",
+                        "DATASET.CROP_SIZE", "(64, 96)", "TRAIN.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "1"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "Ratio to (i)" in r.stdout and "(iv)" in r.stdout
-    results = json.loads(out.read_text())
-    assert set(results) == {"i", "ii", "iii", "iv"}
-    assert all(len(v["times"]["batch"]) == 2 and v["peak_memory_gb"] > 0 for v in results.values())
+    assert "Ratio to (i), median (range) over 2 round(s)" in r.stdout and "(iv)" in r.stdout
+    assert "round 2/2 (ii)" in r.stdout.splitlines()[4]  # the second round starts with (ii)
+    data = json.loads(out.read_text())
+    assert [set(r) for r in data["rounds"]] == [{"i", "ii", "iii", "iv"}] * 2
+    assert all(len(v["times"]["batch"]) == 2 and v["peak_memory_gb"] > 0 for r in data["rounds"] for v in r.values())
+    assert data["summary"]["i"]["ratio"]["batch"] == [1.0, 1.0, 1.0]
+
+
+def test_peak_memory_counts_the_loader_workers():
+    """A child holding 200 MB of its own pages raises the sampled peak by about that much."""
+    import time
+
+    from benchmark import PeakMemory
+    with PeakMemory(period=0.01) as alone:
+        time.sleep(0.2)
+    code = "import time, numpy as np; a = np.ones(200 * 2**20 // 8); time.sleep(1.5)"
+    with PeakMemory(period=0.01) as with_child:
+        subprocess.run([sys.executable, "-c", code], check=True)
+    assert with_child.peak_gb - alone.peak_gb > 0.15
 
 
 def test_keep_freed_memory_applies_on_linux_glibc():
