@@ -1,6 +1,7 @@
 """The ModulOM paper's Table 1: training-step cost of the four integration scenarios on one model and dataset.
 
-    python tools/benchmark.py --cfg FILE [--iters N] [--warmup W] [--rounds R] [--json OUT] [KEY VALUE ...]
+    python tools/benchmark.py --cfg FILE [--iters N] [--warmup W] [--rounds R] [--compile] [--json OUT]
+                              [KEY VALUE ...]
 
 Scenarios:
   (i)   conventional: CPU targets in the data-loader workers, losses in the model;
@@ -16,6 +17,9 @@ included), as medians over all rounds' iterations; the ratio to (i) is taken wit
 shared machine hits the scenarios of one round alike) and reported as the median over rounds with its range. Peak
 memory: on CUDA the maximum allocated; on CPU the peak of the process's and its loader workers' proportional set
 size together (PSS: pages shared with the workers after fork counted once), sampled every 50 ms.
+
+``--compile`` also runs every scenario with MODEL.COMPILE True in each round (the warm-up iterations absorb the
+compilation) and adds its batch time and its ratio to the eager one (within each round) as columns.
 """
 import argparse
 import json
@@ -36,6 +40,7 @@ SCENARIOS = {
                                                             "('learnable-centers',)", "DATASET.PAN_ONLY", "True"]),
 }
 PARTS = ("forward", "backward", "batch")
+COMPILED = "+compile"  # suffix of a scenario run with MODEL.COMPILE True
 
 
 def _pss_kb(pid):
@@ -145,16 +150,27 @@ def summarize(rounds):
         entry["ratio"] = {part: (statistics.median(v), v[0], v[-1]) for part, v in ratios.items() if v}
         entry["memory_ratio"] = statistics.median(r[key]["peak_memory_gb"] / r["i"]["peak_memory_gb"]
                                                   for r in rounds if key in r and "i" in r)
+        compiled = [r for r in rounds if key + COMPILED in r]
+        if compiled:
+            times = [t for r in compiled for t in r[key + COMPILED]["times"]["batch"]]
+            entry["compiled_batch"] = statistics.median(times)
+            speed = sorted(statistics.median(r[key + COMPILED]["times"]["batch"]) /
+                           statistics.median(r[key]["times"]["batch"]) for r in compiled)
+            entry["compiled_ratio"] = (statistics.median(speed), speed[0], speed[-1])
         out[key] = entry
     return out
 
 
 def format_table(summary, n_rounds):
-    rows = ["| Experiment | Forward pass (s) | Backward pass (s) | Overall batch time (s) | Peak memory (GB) |",
-            "|---|---|---|---|---|"]
+    compiled = all("compiled_batch" in s for s in summary.values())
+    extra = " Compiled batch time (s) | Compiled / eager batch |" if compiled else ""
+    rows = [f"| Experiment | Forward pass (s) | Backward pass (s) | Overall batch time (s) | Peak memory (GB) |{extra}",
+            "|---|---|---|---|---|" + ("---|---|" if compiled else "")]
     for key, s in summary.items():
+        cells = (f" {s['compiled_batch']:.3f} | {s['compiled_ratio'][0]:.2f} ({s['compiled_ratio'][1]:.2f}-"
+                 f"{s['compiled_ratio'][2]:.2f}) |" if compiled else "")
         rows.append(f"| ({key}) {SCENARIOS[key][0]} | " + " | ".join(f"{s[p]:.3f}" for p in PARTS)
-                    + f" | {s['peak_memory_gb']:.3f} |")
+                    + f" | {s['peak_memory_gb']:.3f} |{cells}")
     rows += ["", f"| Ratio to (i), median (range) over {n_rounds} round(s) | Forward | Backward | Overall batch | "
              f"Peak memory |", "|---|---|---|---|---|"]
     for key, s in summary.items():
@@ -169,16 +185,20 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=5, help="measured iterations per scenario and round")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="every scenario once per round, order rotated")
+    parser.add_argument("--compile", action="store_true", help="also run every scenario with MODEL.COMPILE True")
     parser.add_argument("--json", default=None, help="write the measurements to this file")
-    parser.add_argument("--scenario", choices=list(SCENARIOS), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--scenario", default=None, help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.scenario:  # child process: measure one scenario, print JSON
         from segmentation.config import load_config
-        cfg = load_config(args.cfg, list(args.opts) + SCENARIOS[args.scenario][1])
+        key = args.scenario.removesuffix(COMPILED)
+        compiled = ["MODEL.COMPILE", "True"] if args.scenario.endswith(COMPILED) else []
+        cfg = load_config(args.cfg, list(args.opts) + SCENARIOS[key][1] + compiled)
         print("RESULT " + json.dumps(run_scenario(cfg, args.iters, args.warmup)))
         return 0
-    keys, rounds = list(SCENARIOS), []
+    keys = [k for key in SCENARIOS for k in ((key, key + COMPILED) if args.compile else (key,))]
+    rounds = []
     for n in range(args.rounds):
         order = keys[n % len(keys):] + keys[:n % len(keys)]
         results = {}

@@ -61,6 +61,10 @@ def main(argv=None):
         raise ValueError("Export needs MODEL.META_ARCHITECTURE panoptic_deeplab with "
                          "MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE True.")
     refuse_decoding_mixins(cfg)
+    if cfg.MODEL.COMPILE:  # the exporters trace the eager network
+        cfg.defrost()
+        cfg.MODEL.COMPILE = False
+        cfg.freeze()
     net, _ = build_inference_model(cfg)
     if isinstance(net, OutputMathModel):  # the OM is a training-time view: export the network itself
         net = net.net

@@ -63,6 +63,13 @@ def add_model_config(cfg):
     # offsets scaled by (H - 1) / (h - 1)): exact for sizes k * stride + 1 (1025 x 2049). False: half-pixel
     # centres (offsets scaled by H / h), exact for multiples of the stride (the synthetic configs)
     cfg.MODEL.ALIGN_CORNERS = True
+    # NHWC memory layout of the network's weights and input (oneDNN on CPUs, tensor cores with AMP on GPUs); the
+    # outputs are made contiguous again for the OM and the decoding
+    cfg.MODEL.CHANNELS_LAST = False
+    cfg.MODEL.COMPILE = False  # torch.compile the network's forward (training and inference); the OM stays eager
+    cfg.MODEL.COMPILE_MODE = "default"  # torch.compile mode: default, reduce-overhead, max-autotune
+    cfg.MODEL.COMPILE_BACKEND = "inductor"  # torch.compile backend; aot_eager / eager trace without compiling
+    cfg.MODEL.COMPILE_FULLGRAPH = True  # a graph break is an error naming it (False: fall back to eager around it)
 
     cfg.MODEL.BACKBONE = CN()
     cfg.MODEL.BACKBONE.META = "resnet"  # family of NAME, checked against it (empty: not checked): resnet,

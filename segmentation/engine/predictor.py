@@ -20,7 +20,7 @@ from ..config import load_config
 from ..data import get_metadata
 from ..data.datasets import read_image
 from ..data.transforms import normalize, to_tensor
-from ..model import build_model
+from ..model import build_model, compile_network
 from ..model.original_format import model_state_dict
 from ..model.output_math.wrapper import output_math_view
 from ..utils.checkpoint import load_checkpoint, load_model_weights, require_finite_weights
@@ -69,7 +69,7 @@ def build_inference_model(cfg, log: logging.Logger | None = None) -> tuple[torch
                     describe_run(record))
     model = build_model(cfg)
     load_model_weights(model, state, path, strict=True)
-    return model, path
+    return compile_network(cfg, model), path
 
 
 @dataclass

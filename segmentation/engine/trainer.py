@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from ..config import dump_config, validate_config
 from ..data import build_train_loader
-from ..model import build_model
+from ..model import build_model, compile_network
 from ..model.output_math import OutputMath
 from ..solver import build_lr_scheduler, build_optimizer, clip_gradients
 from ..utils import comm
@@ -148,7 +148,7 @@ class Trainer:
             else:
                 logger.warning("SyncBatchNorm needs CUDA: each of the %d CPU processes normalises its own batch.",
                                self.world_size)
-        self.model = model.to(self.device)
+        self.model = compile_network(cfg, model.to(self.device))  # MODEL.COMPILE: the network's forward
         self.net = self.model  # the module without the DDP wrapper
         if self.world_size > 1:
             self.model = nn.parallel.DistributedDataParallel(

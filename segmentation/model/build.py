@@ -1,6 +1,7 @@
 """Build the configured model."""
 import logging
 
+import torch
 import torch.nn as nn
 
 from .backbone import build_backbone
@@ -45,4 +46,20 @@ def build_network(cfg) -> nn.Module:
         from .original_format import model_state_dict
         state = model_state_dict(load_checkpoint(cfg.MODEL.WEIGHTS), cfg.MODEL.WEIGHTS)
         load_model_weights(model, state, cfg.MODEL.WEIGHTS, strict=False)
+    if cfg.MODEL.CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def compile_network(cfg, model):
+    """MODEL.COMPILE: replace the network's ``forward`` by its torch.compile'd version (MODEL.COMPILE_MODE,
+    _BACKEND, _FULLGRAPH), in place, so that module names and state dicts do not change; ``model`` may be the OM
+    wrapper, whose network is compiled (the OM stays eager). Returns ``model``."""
+    if not cfg.MODEL.COMPILE:
+        return model
+    net = getattr(model, "net", model)
+    if not hasattr(net, "_eager_forward"):
+        net._eager_forward = net.forward
+        net.forward = torch.compile(net._eager_forward, mode=cfg.MODEL.COMPILE_MODE,
+                                    backend=cfg.MODEL.COMPILE_BACKEND, fullgraph=cfg.MODEL.COMPILE_FULLGRAPH)
     return model

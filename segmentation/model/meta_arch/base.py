@@ -59,6 +59,7 @@ class SegmentationModel(nn.Module):
         self.align_corners = cfg.MODEL.ALIGN_CORNERS
         # test images are padded to this size (None: to a multiple of 32), see pad_test_images
         self.test_crop_size = tuple(cfg.TEST.CROP_SIZE) if cfg.TEST.PAD_TO_CROP_SIZE else None
+        self.channels_last = cfg.MODEL.CHANNELS_LAST
 
     def unused_state_keys(self):
         """State-dict keys that do not affect the outputs (see FeatureBackbone.unused_state_keys)."""
@@ -69,8 +70,12 @@ class SegmentationModel(nn.Module):
         self.loss_terms.append((name, output_key, target_key, weight_key, weight))
 
     def forward(self, images, targets=None):
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         outputs = self.decoder(self.backbone(images))
         outputs = upsample(outputs, images.shape[-2:], self.align_corners)
+        if self.channels_last:  # the OM, the losses and the decoding view the maps as contiguous NCHW
+            outputs = {k: v.contiguous() for k, v in outputs.items()}
         if targets is not None:
             # losses in float32 even under autocast (mixed precision covers the network only)
             with torch.autocast(images.device.type, enabled=False):
