@@ -106,28 +106,35 @@ class _Spec:
         self.condition = condition
 
 
+_signature = functools.lru_cache(maxsize=None)(inspect.signature)
+
+
 def _cached(fn, name):
     """Wrap ``fn`` so that its results are memoized in the instance's cache (see module docstring)."""
     condition = getattr(fn, _NO_CACHE, None)
     spec = _Spec(fn, condition if callable(condition) else None)
 
+    # plain values in the closure (not the _Spec object, nor the signature): torch.compile traces through them
+    positional, n_pos, defaults, n_required, cond = (spec.positional, spec.n_pos, spec.defaults, spec.n_required,
+                                                     spec.condition)
+
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
         state = self._om
-        if kwargs or spec.condition is not None:
+        if kwargs or cond is not None:
             try:
-                bound = spec.signature.bind(self, *args, **kwargs)
+                bound = _signature(fn).bind(self, *args, **kwargs)
             except TypeError:
                 return fn(self, *args, **kwargs)  # let the method raise its own error
             bound.apply_defaults()
-            if any(k not in spec.positional for k in kwargs) or (spec.condition and spec.condition(bound)):
+            if any(k not in positional for k in kwargs) or (cond and cond(bound)):
                 return state.compute(self, fn, None, args, kwargs)
             args = bound.args[1:]
             kwargs = {}
-        elif len(args) < spec.n_pos:
-            if len(args) < spec.n_required:
+        elif len(args) < n_pos:
+            if len(args) < n_required:
                 return fn(self, *args)  # raises the usual missing-argument TypeError
-            args = args + spec.defaults[len(args):]
+            args = args + defaults[len(args):]
         key = (name, *args)
         if state.stack and state.stack[-1].key == key:  # super().<name>(...) inside an override: no second entry
             return fn(self, *args)
@@ -194,12 +201,12 @@ class _State:
             self.edges.add((self.stack[-1].key, node))
         frame = _Frame(node)
         self.stack.append(frame)
-        t0 = time.perf_counter()
+        t0 = _clock()
         try:
             value = fn(om, *args, **kwargs)
         finally:
             self.stack.pop()
-        elapsed = time.perf_counter() - t0
+        elapsed = _clock() - t0
         stat = self.stats.setdefault(node[0], _Stat())
         stat.misses += 1
         stat.exclusive_s += elapsed - frame.children_s
@@ -223,6 +230,12 @@ class _State:
             if remaining <= 1 and name not in self.keep:
                 for k in [k for k in self.cache if k[0] == name]:
                     del self.cache[k]
+
+
+def _clock():
+    """Seconds for the exclusive-time statistics; 0 while torch.compile traces (reading a clock would break the
+    graph)."""
+    return 0.0 if torch.compiler.is_compiling() else time.perf_counter()
 
 
 class OutputMath:

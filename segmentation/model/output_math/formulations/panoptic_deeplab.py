@@ -18,6 +18,7 @@ import torch
 
 from ....data.transforms.target_transforms import draw_center_heatmap
 from ...post_processing import find_instance_center, group_pixels, instance_classes, merge_semantic_and_instance
+from ...post_processing.static import static_panoptic
 from ..build import register_om
 from ..core import OutputMath, no_cache, role
 
@@ -53,9 +54,10 @@ class PanopticVariables(OutputMath):
     @role("intermediate")
     def segment_class_table(self):
         """[L] long: train id of every table entry (ignore_label for the void entry)."""
-        classes = torch.arange(self.segment_table_size(), device=self.device) // self.metadata.label_divisor
-        classes[-1] = self.metadata.ignore_label
-        return classes
+        m = self.metadata
+        # no integer division of an arange: inductor (torch 2.13, CPU) got the odd last element of that wrong
+        classes = torch.arange(m.num_classes, device=self.device).repeat_interleave(m.label_divisor)
+        return torch.cat([classes, classes.new_full((1,), m.ignore_label)])
 
     @role("intermediate")
     def segment_is_thing(self):
@@ -67,17 +69,17 @@ class PanopticVariables(OutputMath):
         """[L] bool, or [N, L] when the batch has a crowd table: the entry is a crowd segment (thing class with
         instance 0, or an id the loader's ``crowd_table`` marks: PAN_ONLY training batches number crowd segments
         like instances so that several crowd segments of one class stay distinct)."""
-        ids = torch.arange(self.segment_table_size(), device=self.device)
-        crowd = self.segment_is_thing() & (ids % self.metadata.label_divisor == 0)
+        m = self.metadata
+        first = torch.arange(m.label_divisor, device=self.device).repeat(m.num_classes) == 0  # instance number 0
+        crowd = self.segment_is_thing() & torch.cat([first, first.new_zeros(1)])
         table = self.raw_batch.get("crowd_table_truth")
         return crowd if table is None else crowd | table.to(self.device, torch.bool)
 
     @role("intermediate")
     def segment_is_void(self):
         """[L] bool: the table entry is void (the last one, which every id outside the classes shares)."""
-        void = torch.zeros(self.segment_table_size(), dtype=torch.bool, device=self.device)
-        void[-1] = True
-        return void
+        ids = torch.arange(self.segment_table_size(), device=self.device)
+        return ids == ids.numel() - 1
 
     def _gather_segments(self, table):
         """Per-pixel values [N, H, W] of a per-entry table, [L] (the same for every image) or [N, L]: one gather."""
@@ -124,7 +126,11 @@ class PanDLGroundTruth(PanopticVariables):
     def segment_area_truth(self):
         """[N, L] long: number of pixels of every panoptic id in every image (0 when absent)."""
         n, size = self.panoptic_truth().shape[0], self.segment_table_size()
-        return torch.bincount(self.segment_index_truth().reshape(-1), minlength=n * size).view(n, size)
+        idx = self.segment_index_truth().reshape(-1)
+        if torch.compiler.is_compiling():  # bincount's output size depends on the data; this one is static
+            return torch.zeros(n * size, dtype=torch.long, device=self.device).index_add_(
+                0, idx, torch.ones_like(idx)).view(n, size)
+        return torch.bincount(idx, minlength=n * size).view(n, size)
 
     def centroids_truth(self):
         """[N, L, 2] float64: (y, x) centre of mass of every segment in pixels (0 for absent ids; L: see
@@ -151,9 +157,11 @@ class PanDLGroundTruth(PanopticVariables):
 
     def thing_segments_truth(self):
         """[N, K] long: panoptic ids of the thing segments present in each image (crowd included), -1 as padding;
-        K is the largest count on CPU, OM.MAX_INSTANCES on other devices (checked there without synchronisation)."""
+        K is the largest count on CPU, OM.MAX_INSTANCES on other devices and when compiled (checked there without
+        synchronisation)."""
         present = (self.segment_area_truth() > 0) & self.segment_is_thing()
-        if present.device.type == "cpu":  # reading the count costs no synchronisation on the CPU
+        # reading the count costs no synchronisation on the CPU; compiled code keeps static shapes (the bound)
+        if present.device.type == "cpu" and not torch.compiler.is_compiling():
             k = max(1, int(present.sum(1).max()))
         else:
             k = min(self.config.OM.MAX_INSTANCES, present.shape[1])
@@ -298,8 +306,19 @@ class PanDLPrediction(PanopticVariables):
 
     def panoptic_pred(self):
         """[N, H, W] long: predicted panoptic ids: instances take their majority class and are numbered per class,
-        stuff below POST_PROCESSING.STUFF_AREA pixels is void."""
+        stuff below POST_PROCESSING.STUFF_AREA pixels is void. Under torch.compile: the static-shape decoding of
+        the export (from semantic_logits_pred, center_pred and offset_pred), equal to this one with the strict
+        top-k rule at POST_PROCESSING.TOP_K_INSTANCE (OM.MAX_INSTANCES when unset)."""
         m = self.metadata
+        if torch.compiler.is_compiling():
+            pp = self.config.POST_PROCESSING
+            logits, heat, offsets = (self.semantic_logits_pred(), self.center_pred().detach(),
+                                     self.offset_pred().detach())
+            things = self.thing_class_table()[:m.num_classes]
+            return torch.stack([static_panoptic(logits[i], heat[i, 0], offsets[i], things, m.label_divisor,
+                                                pp.STUFF_AREA, m.void_label, pp.CENTER_THRESHOLD, pp.NMS_KERNEL,
+                                                pp.TOP_K_INSTANCE or self.config.OM.MAX_INSTANCES)
+                                for i in range(logits.shape[0])])
         sem, ins, things = self.semantic_pred(), self.instance_pred(), self.thing_mask_pred()
         return torch.cat([merge_semantic_and_instance(sem[i:i + 1], ins[i:i + 1], things[i:i + 1], m.label_divisor,
                                                       m.thing_ids, self.config.POST_PROCESSING.STUFF_AREA,
