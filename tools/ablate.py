@@ -1,7 +1,8 @@
 """Ablations: train and evaluate every variant x seed of a grid, then write the comparison.
 
     python tools/ablate.py --grid FILE [--cfg BASE] [--vary KEY V1 V2 ...] [--seeds N] [--out DIR] [--jobs K]
-                           [--cluster local|slurm|debug] [--partition P] [--gpus-per-job G] [--time-min T]
+                           [--cluster local|slurm|debug] [--partition P] [--gpus-per-job G] [--tasks-per-job N]
+                           [--time-min T]
                            [--search optuna --trials N [--storage URL] [--study NAME]] [KEY VALUE ...]
     python tools/ablate.py --report DIR [--report-out FILE.md]
 
@@ -37,8 +38,9 @@ def parser():
     p.add_argument("--jobs", type=int, default=1, help="runs at once (local processes, or SLURM array parallelism)")
     p.add_argument("--cluster", choices=CLUSTERS, default="local", help="where jobs run (debug: in this process)")
     p.add_argument("--partition", default="", help="SLURM partition")
-    p.add_argument("--gpus-per-job", type=int, default=0, help="SLURM GPUs per job (one process each: a "
-                                                                "distributed run)")
+    p.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per job (one process each: a distributed run)")
+    p.add_argument("--tasks-per-job", type=int, default=0, help="processes per job forming one distributed run "
+                                                                "(default: one per GPU, else 1; gloo on CPU)")
     p.add_argument("--cpus-per-task", type=int, default=0, help="SLURM CPUs per task")
     p.add_argument("--time-min", type=int, default=24 * 60, help="time limit of a job in minutes")
     p.add_argument("--search", choices=("optuna",), help="search the grid file's 'search:' space instead of the grid")
@@ -87,7 +89,8 @@ def main(argv=None):
     name = os.path.splitext(os.path.basename(args.grid or args.cfg))[0]
     out = args.out or os.path.join("output", "ablations", name)
     options = ExecutorOptions(cluster=args.cluster, jobs=args.jobs, partition=args.partition,
-                              gpus_per_job=args.gpus_per_job, cpus_per_task=args.cpus_per_task,
+                              gpus_per_job=args.gpus_per_job, tasks_per_job=args.tasks_per_job,
+                              cpus_per_task=args.cpus_per_task,
                               time_min=args.time_min)
     command = " ".join(["python tools/ablate.py", *(shlex.quote(a) for a in argv)])
     if args.search:

@@ -90,7 +90,9 @@ def train_and_evaluate(job):
     from ..utils.logger import setup_logger
     if job.distributed:
         import submitit
-        submitit.helpers.TorchDistributedEnvironment().export()
+        # RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT from SLURM; every task keeps every GPU of the node (the
+        # trainer selects LOCAL_RANK, as under torchrun)
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     cfg = job_config(job)
     setup_logger(cfg.OUTPUT_DIR, rank=int(os.environ.get("RANK", 0)))
     logger.info("Ablation run %s: %s", job.label, " ".join(job.opts) or "no overrides")
@@ -117,16 +119,22 @@ def train_and_evaluate(job):
 @dataclass
 class ExecutorOptions:
     """How jobs run: ``cluster`` local (processes of this machine), slurm or debug (in this process, one after
-    another); ``jobs`` at most this many at once; SLURM's partition, GPUs per job (each GPU one process of a
-    distributed run), CPUs per task and time limit (minutes, also the local executor's). On SLURM ``jobs`` bounds
-    the jobs queued at once."""
+    another); ``jobs`` at most this many at once; ``tasks_per_job`` processes forming one distributed run (default:
+    one per GPU of ``gpus_per_job``, else 1; on CPU they use gloo); SLURM's partition, CPUs per task; the time limit
+    in minutes. On SLURM ``jobs`` bounds the jobs queued at once."""
     cluster: str = "local"
     jobs: int = 1
     partition: str = ""
     gpus_per_job: int = 0
+    tasks_per_job: int = 0
     cpus_per_task: int = 0
     time_min: int = 24 * 60
     extra: dict = field(default_factory=dict)  # further submitit parameters (e.g. slurm_account)
+
+
+    @property
+    def tasks(self):
+        return self.tasks_per_job or max(1, self.gpus_per_job)
 
 
 CLUSTERS = ("local", "slurm", "debug")
@@ -139,7 +147,8 @@ def make_executor(options, folder):
         raise ValueError(f"Unknown cluster '{options.cluster}'; choose one of {', '.join(CLUSTERS)}.")
     if options.cluster == "local":
         executor = submitit.LocalExecutor(folder)
-        executor.update_parameters(timeout_min=options.time_min)
+        executor.update_parameters(timeout_min=options.time_min, tasks_per_node=options.tasks,
+                                   gpus_per_node=options.gpus_per_job)
         return executor
     if options.cluster == "debug":
         return submitit.DebugExecutor(folder)
@@ -149,10 +158,9 @@ def make_executor(options, folder):
 
 
 def slurm_parameters(options):
-    """submitit parameters of a SLURM job: one node, one task per GPU (a distributed run), time limit, partition,
-    CPUs per task, and ``options.extra`` (e.g. ``slurm_account``)."""
-    params = {"timeout_min": options.time_min, "nodes": 1, "tasks_per_node": max(1, options.gpus_per_job),
-              "name": "ablate"}
+    """submitit parameters of a SLURM job: one node, its tasks (a distributed run; one per GPU by default), time
+    limit, partition, CPUs per task, and ``options.extra`` (e.g. ``slurm_account``)."""
+    params = {"timeout_min": options.time_min, "nodes": 1, "tasks_per_node": options.tasks, "name": "ablate"}
     if options.gpus_per_job:
         params["gpus_per_node"] = options.gpus_per_job
     if options.partition:
@@ -246,8 +254,8 @@ def run_ablation(spec, out, options, log=print, command=""):
 def prepare_jobs(jobs, options):
     """Create the run folders with their ablation.json; set how each job runs: a local job's intra-op threads are
     this process's CPUs shared among ``options.jobs`` concurrent jobs minus its loader workers (the trainer's own
-    rule, runtime.choose_num_threads; unless NUM_THREADS or OMP_NUM_THREADS decide), SLURM jobs with several GPUs are
-    distributed runs, one process per GPU."""
+    rule, runtime.choose_num_threads, over every process of every job; unless NUM_THREADS or OMP_NUM_THREADS
+    decide); jobs of several tasks are distributed runs."""
     from ..config import load_config
     from ..utils.runtime import choose_num_threads
     for job in jobs:
@@ -255,5 +263,6 @@ def prepare_jobs(jobs, options):
         write_json(os.path.join(job.folder, ABLATION_RECORD), job.record)
         if options.cluster == "local" and not os.environ.get("OMP_NUM_THREADS"):
             cfg = load_config(job.config, job.opts)
-            job.threads = 0 if cfg.NUM_THREADS > 0 else choose_num_threads(cfg, local_processes=options.jobs)[0]
-        job.distributed = options.cluster == "slurm" and options.gpus_per_job > 1
+            processes = options.jobs * options.tasks
+            job.threads = 0 if cfg.NUM_THREADS > 0 else choose_num_threads(cfg, local_processes=processes)[0]
+        job.distributed = options.cluster != "debug" and options.tasks > 1

@@ -167,3 +167,16 @@ def test_slurm_jobs_get_partition_gpus_and_time(tmp_path, monkeypatch):
     for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --ntasks-per-node=2",
                  "#SBATCH --time=90", "#SBATCH --cpus-per-task=8", "#SBATCH --account=lab", "#SBATCH --nodes=1"):
         assert line in script, script
+
+
+@pytest.mark.slow
+def test_a_job_of_two_tasks_is_one_distributed_run(tmp_path):
+    """submitit's local executor starts two tasks; they form one gloo run through TorchDistributedEnvironment."""
+    grid = _grid(tmp_path)
+    out = tmp_path / "out"
+    r = _ablate("--grid", grid, "--out", str(out), "--tasks-per-job", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = out / "base" / "seed0"
+    assert json.loads((run / "run.json").read_text())["world_size"] == 2
+    assert "2 process(es)" in (run / "log.txt").read_text()
+    assert json.loads((run / "result.json").read_text())["iteration"] == 4
