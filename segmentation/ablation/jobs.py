@@ -11,6 +11,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from ..utils.runtime import write_json_atomically
+
 logger = logging.getLogger("segmentation")
 
 ABLATION_RECORD = "ablation.json"
@@ -27,19 +29,12 @@ class RunJob:
     record: dict = field(default_factory=dict)
     metric: str = "PQ"
     threads: int = 0  # > 0: NUM_THREADS for this job, unless the overrides set it
-    distributed: bool = False  # SLURM tasks as torch.distributed processes (submitit's TorchDistributedEnvironment)
+    distributed: bool = False  # the job's tasks form one torch.distributed run (submitit's TorchDistributedEnvironment)
     trial: dict | None = None  # {"storage", "study", "trial_id", "pruner"}: report evaluations to this Optuna trial
 
     @property
     def label(self):
         return os.path.join(self.record.get("variant", "?"), f"seed{self.record.get('seed', 0)}")
-
-
-def write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, default=float)
-    os.replace(tmp, path)
 
 
 def read_json(path):
@@ -110,7 +105,7 @@ def train_and_evaluate(job):
     result = {**job.record, "status": status, "iteration": trainer.done, "metric": job.metric,
               "metrics": metrics, "value": metrics.get(job.metric)}
     if comm.is_main_process():
-        write_json(os.path.join(job.folder, RESULT_RECORD), result)
+        write_json_atomically(os.path.join(job.folder, RESULT_RECORD), result)
     return result
 
 
@@ -260,7 +255,7 @@ def prepare_jobs(jobs, options):
     from ..utils.runtime import choose_num_threads
     for job in jobs:
         os.makedirs(job.folder, exist_ok=True)
-        write_json(os.path.join(job.folder, ABLATION_RECORD), job.record)
+        write_json_atomically(os.path.join(job.folder, ABLATION_RECORD), job.record)
         if options.cluster == "local" and not os.environ.get("OMP_NUM_THREADS"):
             cfg = load_config(job.config, job.opts)
             processes = options.jobs * options.tasks

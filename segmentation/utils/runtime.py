@@ -150,12 +150,14 @@ def save_run_record(cfg, output_dir, **fields):
             packages[name] = None
     record = {"git_revision": rev, "python": platform.python_version(), "packages": packages,
               "world_size": comm.get_world_size(), **fields}
-    _write_json_atomically(os.path.join(output_dir, RUN_RECORD_NAME), record)
+    write_json_atomically(os.path.join(output_dir, RUN_RECORD_NAME), record)
 
 
-def _write_json_atomically(path, data):
+def write_json_atomically(path, data):
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename: a reader never sees half a file
+    (numpy scalars are written as floats)."""
     with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2)
+        json.dump(data, f, indent=2, default=float)
     os.replace(path + ".tmp", path)
 
 
@@ -168,7 +170,7 @@ def update_run_record(output_dir, **fields):
     except (OSError, ValueError):
         record = {}
     record.update(fields)
-    _write_json_atomically(path, record)
+    write_json_atomically(path, record)
 
 
 def read_run_record(folder):
