@@ -138,20 +138,26 @@ def _plot_curves(variants, curves, ylabel, path, log_scale=False):
 
 
 def _graph_link(run, assets, report_dir):
-    """Draw the OM dataflow graph of a run's resolved config into assets/graphs/<variant>/; a markdown link."""
+    """Draw the OM dataflow graph of a run's resolved config (tools/om_graph.py's graph) into
+    assets/graphs/<variant>.svg (.dot without Graphviz); a markdown link to it."""
     config = os.path.join(run["folder"], "config.yaml")
     if not os.path.isfile(config):
         return ""
     from ..config import load_config
-    from ..model.output_math import build_output_math_class, static_graph, write_graph_outputs
+    from ..model.output_math import build_output_math_class, static_graph
     cfg = load_config(config)
     if not cfg.OM.NAME:
         return "conventional"
-    out = os.path.join(assets, "graphs", run["variant"])
-    write_graph_outputs(static_graph(build_output_math_class(cfg)), out)
-    target = next((os.path.join(out, n) for n in ("graph.png", "graph.svg", "graph.dot")
-                   if os.path.isfile(os.path.join(out, n))), None)
-    return f"[graph]({os.path.relpath(target, report_dir)})" if target else ""
+    graph = static_graph(build_output_math_class(cfg))
+    os.makedirs(os.path.join(assets, "graphs"), exist_ok=True)
+    stem = os.path.join(assets, "graphs", run["variant"])
+    with open(stem + ".dot", "w") as f:
+        f.write(graph.to_dot())
+    try:
+        target = graph.render(stem, formats=("svg",))[0]
+    except RuntimeError:  # no Graphviz: the DOT text
+        target = stem + ".dot"
+    return f"[graph]({os.path.relpath(target, report_dir)})"
 
 
 def write_report(folder, report_path=None):
