@@ -148,8 +148,8 @@ def summarize(rounds):
         ratios = {part: sorted(statistics.median(r[key]["times"][part]) / statistics.median(r["i"]["times"][part])
                                for r in rounds if key in r and "i" in r) for part in PARTS}
         entry["ratio"] = {part: (statistics.median(v), v[0], v[-1]) for part, v in ratios.items() if v}
-        entry["memory_ratio"] = statistics.median(r[key]["peak_memory_gb"] / r["i"]["peak_memory_gb"]
-                                                  for r in rounds if key in r and "i" in r)
+        memory = [r[key]["peak_memory_gb"] / r["i"]["peak_memory_gb"] for r in rounds if key in r and "i" in r]
+        entry["memory_ratio"] = statistics.median(memory) if memory else None
         compiled = [r for r in rounds if key + COMPILED in r]
         if compiled:
             times = [t for r in compiled for t in r[key + COMPILED]["times"]["batch"]]
@@ -174,6 +174,8 @@ def format_table(summary, n_rounds):
     rows += ["", f"| Ratio to (i), median (range) over {n_rounds} round(s) | Forward | Backward | Overall batch | "
              f"Peak memory |", "|---|---|---|---|---|"]
     for key, s in summary.items():
+        if s["memory_ratio"] is None:  # (i) was not run
+            continue
         cells = [f"{m:.2f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in (s["ratio"][p] for p in PARTS)]
         rows.append(f"| ({key}) | " + " | ".join(cells) + f" | {s['memory_ratio']:.2f} |")
     return "\n".join(rows)
@@ -186,6 +188,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="every scenario once per round, order rotated")
     parser.add_argument("--compile", action="store_true", help="also run every scenario with MODEL.COMPILE True")
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS),
+                        help="the scenarios to run (default: all; (i) is the reference of the ratios)")
     parser.add_argument("--json", default=None, help="write the measurements to this file")
     parser.add_argument("--scenario", default=None, help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER)
@@ -197,7 +201,7 @@ def main(argv=None):
         cfg = load_config(args.cfg, list(args.opts) + SCENARIOS[key][1] + compiled)
         print("RESULT " + json.dumps(run_scenario(cfg, args.iters, args.warmup)))
         return 0
-    keys = [k for key in SCENARIOS for k in ((key, key + COMPILED) if args.compile else (key,))]
+    keys = [k for key in args.scenarios for k in ((key, key + COMPILED) if args.compile else (key,))]
     rounds = []
     for n in range(args.rounds):
         order = keys[n % len(keys):] + keys[:n % len(keys)]
