@@ -188,8 +188,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3, help="every scenario once per round, order rotated")
     parser.add_argument("--compile", action="store_true", help="also run every scenario with MODEL.COMPILE True")
-    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS),
-                        help="the scenarios to run (default: all; (i) is the reference of the ratios)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), metavar="i,ii,...",
+                        help="comma-separated scenarios to run (default: all; (i) is the reference of the ratios)")
     parser.add_argument("--json", default=None, help="write the measurements to this file")
     parser.add_argument("--scenario", default=None, help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER)
@@ -201,7 +201,11 @@ def main(argv=None):
         cfg = load_config(args.cfg, list(args.opts) + SCENARIOS[key][1] + compiled)
         print("RESULT " + json.dumps(run_scenario(cfg, args.iters, args.warmup)))
         return 0
-    keys = [k for key in args.scenarios for k in ((key, key + COMPILED) if args.compile else (key,))]
+    chosen = args.scenarios.split(",")
+    if set(chosen) - set(SCENARIOS):
+        parser.error(f"--scenarios: unknown {', '.join(sorted(set(chosen) - set(SCENARIOS)))}; choose among "
+                     f"{', '.join(SCENARIOS)}")
+    keys = [k for key in chosen for k in ((key, key + COMPILED) if args.compile else (key,))]
     rounds = []
     for n in range(args.rounds):
         order = keys[n % len(keys):] + keys[:n % len(keys)]
