@@ -1,6 +1,8 @@
-"""The original repository's target rules written plainly (numpy, one full-image mask per segment, one window per
-centre): the oracle of the vectorized ``PanopticTargetGenerator`` in tests and the baseline of
-tools/benchmark_targets.py. Slow at 1024x2048 (a full-image comparison per segment); never used for training.
+"""The original repository's target rules written plainly, in its structure: a loop over segments in which every
+use of a segment's mask compares the whole id map again (semantic, foreground, centre and offset weights, the
+pixel list, the small-instance weights), offsets read from full-image coordinate grids, one Gaussian window per
+centre. It is the oracle of the vectorized ``PanopticTargetGenerator`` in tests and the baseline of
+tools/benchmark_targets.py; slow at 1024x2048, never used for training.
 
 Numerics follow this repository's convention (float64 centres of mass, each offset the float64 difference rounded
 once to float32); the original, run under numpy 1's value-based casting, subtracted in float32 (1 ulp apart at
@@ -16,33 +18,35 @@ def reference_targets(id_map, segments, thing_list, *, ignore_label, sigma=8, ig
     """The targets of one annotation (``id_map`` [H, W] int, ``segments`` dicts with id, category_id, iscrowd) as
     numpy arrays with the keys and shapes of ``PanopticTargetGenerator``."""
     height, width = id_map.shape
-    semantic = np.full((height, width), ignore_label, dtype=np.int64)
-    foreground = np.zeros((height, width), dtype=np.int64)
+    semantic = np.zeros_like(id_map, dtype=np.int64) + ignore_label
+    foreground = np.zeros_like(id_map, dtype=np.int64)
     center = np.zeros((1, height, width), dtype=np.float32)
     offset = np.zeros((2, height, width), dtype=np.float32)
-    semantic_weights = np.ones((height, width), dtype=np.float32)
-    center_weights = np.zeros((height, width), dtype=np.float32)
-    offset_weights = np.zeros((height, width), dtype=np.float32)
+    y_coord = (np.ones_like(id_map, dtype=np.float32).T * np.arange(height, dtype=np.float32)).T
+    x_coord = np.ones_like(id_map, dtype=np.float32) * np.arange(width, dtype=np.float32)
+    semantic_weights = np.ones_like(id_map, dtype=np.float32)
+    center_weights = np.zeros_like(id_map, dtype=np.float32)
+    offset_weights = np.zeros_like(id_map, dtype=np.float32)
     center_points = []
     g = gaussian_kernel(sigma).numpy().astype(np.float32)
     for seg in segments:
         cat, crowd = seg["category_id"], bool(seg.get("iscrowd", 0))
-        mask = id_map == seg["id"]
-        semantic[mask] = ignore_label if ignore_crowd_in_semantic and crowd else cat
+        if not (ignore_crowd_in_semantic and crowd):
+            semantic[id_map == seg["id"]] = cat
         if cat in thing_list:
-            foreground[mask] = 1
+            foreground[id_map == seg["id"]] = 1
         if not crowd:
-            center_weights[mask] = 1
+            center_weights[id_map == seg["id"]] = 1
             if not ignore_stuff_in_offset or cat in thing_list:
-                offset_weights[mask] = 1
+                offset_weights[id_map == seg["id"]] = 1
         if cat not in thing_list:
             continue
-        ys, xs = np.nonzero(mask)
-        if len(ys) == 0:
+        mask_index = np.where(id_map == seg["id"])
+        if len(mask_index[0]) == 0:
             continue
-        if len(ys) < small_instance_area:
-            semantic_weights[mask] = small_instance_weight
-        cy, cx = ys.mean(), xs.mean()
+        if len(mask_index[0]) < small_instance_area:
+            semantic_weights[id_map == seg["id"]] = small_instance_weight
+        cy, cx = np.mean(mask_index[0]), np.mean(mask_index[1])
         center_points.append([cy, cx])
         y, x = int(cy), int(cx)
         if 0 <= x < width and 0 <= y < height:
@@ -53,8 +57,8 @@ def reference_targets(id_map, segments, thing_list, *, ignore_label, sigma=8, ig
             cc, dd = max(0, ul[0]), min(br[0], width)
             aa, bb = max(0, ul[1]), min(br[1], height)
             center[0, aa:bb, cc:dd] = np.maximum(center[0, aa:bb, cc:dd], g[a:b, c:d])
-        offset[0, ys, xs] = (cy - ys).astype(np.float32)
-        offset[1, ys, xs] = (cx - xs).astype(np.float32)
+        offset[(np.zeros_like(mask_index[0]), *mask_index)] = cy - y_coord[mask_index]
+        offset[(np.ones_like(mask_index[0]), *mask_index)] = cx - x_coord[mask_index]
     return {"semantic": semantic, "foreground": foreground, "center": center, "center_points": center_points,
             "offset": offset, "semantic_weights": semantic_weights, "center_weights": center_weights,
             "offset_weights": offset_weights}
