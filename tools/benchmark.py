@@ -93,14 +93,14 @@ def run_scenario(cfg, iters, warmup):
 
     from segmentation.data import build_train_loader
     from segmentation.engine.trainer import logged_losses, resolve_device, seed_everything, to_device
-    from segmentation.model import build_model
+    from segmentation.model import build_model, compile_network
     from segmentation.solver import build_optimizer
     from segmentation.utils.runtime import configure_runtime
 
     device = resolve_device(cfg)
     configure_runtime(cfg, device)  # the trainer's threads and allocator
     seed_everything(cfg.SEED)
-    model = build_model(cfg).to(device).train()
+    model = compile_network(cfg, build_model(cfg).to(device).train())  # MODEL.COMPILE, as the trainer
     optimizer = build_optimizer(cfg, model)
 
     def sync():
@@ -132,7 +132,8 @@ def run_scenario(cfg, iters, warmup):
             last_end = t2
         del loader
     peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == "cuda" else memory.peak_gb
-    return {"times": times, "peak_memory_gb": peak, "device": str(device)}
+    compiled = hasattr(getattr(model, "net", model), "_eager_forward")
+    return {"times": times, "peak_memory_gb": peak, "device": str(device), "compiled": compiled}
 
 
 def summarize(rounds):

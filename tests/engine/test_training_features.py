@@ -199,16 +199,20 @@ def test_table1_benchmark_runs_the_four_scenarios(tmp_path):
     assert data["summary"]["i"]["ratio"]["batch"] == [1.0, 1.0, 1.0]
 
 
-def test_table1_benchmark_compiled_column():
+def test_table1_benchmark_compiled_column(tmp_path):
     """--compile runs the chosen scenarios compiled too (here with the tracing-only backend: no C++ compilation)."""
+    out = tmp_path / "table1.json"
     r = subprocess.run([sys.executable, "tools/benchmark.py", "--cfg", CFG, "--iters", "1", "--warmup", "1",
-                        "--rounds", "1", "--compile", "--scenarios", "iii", "DATASET.SYNTHETIC.IMAGE_SIZE",
+                        "--rounds", "1", "--compile", "--scenarios", "iii", "--json", str(out),
+                        "DATASET.SYNTHETIC.IMAGE_SIZE",
                         "(64, 96)", "DATASET.CROP_SIZE", "(64, 96)", "TRAIN.IMS_PER_BATCH", "2",
                         "DATALOADER.NUM_WORKERS", "0", "MODEL.COMPILE_BACKEND", "aot_eager"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Compiled batch time (s) | Compiled / eager batch |" in r.stdout and "(iii+compile)" in r.stdout
     assert "(ii)" not in r.stdout
+    runs = json.loads(out.read_text())["rounds"][0]
+    assert runs["iii+compile"]["compiled"] and not runs["iii"]["compiled"]
 
 
 def test_peak_memory_counts_the_loader_workers():
