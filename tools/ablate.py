@@ -2,7 +2,7 @@
 
     python tools/ablate.py --grid FILE [--cfg BASE] [--vary KEY V1 V2 ...] [--seeds N] [--out DIR] [--jobs K]
                            [--cluster local|slurm|debug] [--partition P] [--gpus-per-job G] [--tasks-per-job N]
-                           [--time-min T]
+                           [--time-min T] [--slurm-param KEY=VALUE ...]
                            [--search optuna --trials N [--storage URL] [--study NAME]] [KEY VALUE ...]
     python tools/ablate.py --report DIR [--report-out FILE.md]
 
@@ -43,6 +43,8 @@ def parser():
                                                                 "(default: one per GPU, else 1; gloo on CPU)")
     p.add_argument("--cpus-per-task", type=int, default=0, help="SLURM CPUs per task")
     p.add_argument("--time-min", type=int, default=24 * 60, help="time limit of a job in minutes")
+    p.add_argument("--slurm-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a further sbatch parameter, e.g. account=lab or qos=high (repeatable)")
     p.add_argument("--search", choices=("optuna",), help="search the grid file's 'search:' space instead of the grid")
     p.add_argument("--trials", type=int, default=20, help="--search: trials to end (a rerun continues the study)")
     p.add_argument("--storage", help="--search: Optuna storage URL (default sqlite:///OUT/optuna.db)")
@@ -75,6 +77,17 @@ def split_vary(argv):
     return rest, groups
 
 
+def slurm_extra(params):
+    """submitit's slurm_* parameters from KEY=VALUE words."""
+    extra = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--slurm-param takes KEY=VALUE (e.g. account=lab), got '{item}'.")
+        extra[f"slurm_{key.replace('-', '_')}"] = value
+    return extra
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     rest, vary = split_vary(argv)
@@ -91,7 +104,7 @@ def main(argv=None):
     options = ExecutorOptions(cluster=args.cluster, jobs=args.jobs, partition=args.partition,
                               gpus_per_job=args.gpus_per_job, tasks_per_job=args.tasks_per_job,
                               cpus_per_task=args.cpus_per_task,
-                              time_min=args.time_min)
+                              time_min=args.time_min, extra=slurm_extra(args.slurm_param))
     command = " ".join(["python tools/ablate.py", *(shlex.quote(a) for a in argv)])
     if args.search:
         from segmentation.ablation.search import run_search

@@ -126,7 +126,6 @@ class ExecutorOptions:
     time_min: int = 24 * 60
     extra: dict = field(default_factory=dict)  # further submitit parameters (e.g. slurm_account)
 
-
     @property
     def tasks(self):
         return self.tasks_per_job or max(1, self.gpus_per_job)

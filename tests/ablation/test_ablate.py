@@ -159,8 +159,9 @@ def test_slurm_jobs_get_partition_gpus_and_time(tmp_path, monkeypatch):
     (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
     (fake / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    import ablate
     options = ExecutorOptions(cluster="slurm", jobs=3, partition="gpu", gpus_per_job=2, cpus_per_task=8,
-                              time_min=90, extra={"slurm_account": "lab"})
+                              time_min=90, extra=ablate.slurm_extra(["account=lab"]))  # --slurm-param account=lab
     executor = make_executor(options, str(tmp_path / "jobs"))
     script = slurm._make_sbatch_string(command="python -m submitit.core._submit x", folder=str(tmp_path),
                                        **executor._executor.parameters)
