@@ -107,10 +107,20 @@ def test_optuna_search_runs_trials_and_a_rerun_continues_the_study(tmp_path):
     grid = _grid(tmp_path, search={"OM.MIXINS": {"choices": [[], ["huber-offsets"]]},
                                    "LOSS.OFFSET.WEIGHT": {"low": 0.005, "high": 0.02, "log": True}})
     out = tmp_path / "search"
+    out.mkdir()
+    # a trial left running by a stopped search (asked, parameters drawn, never told): the rerun resumes it
+    from segmentation.ablation.search import open_storage, suggest
+    from segmentation.ablation.spec import load_spec
+    stale = optuna.create_study(study_name="search", storage=open_storage(f"sqlite:///{out}/optuna.db"),
+                                direction="maximize").ask()
+    drawn = suggest(stale, load_spec(grid).search)
     r = _ablate("--grid", grid, "--out", str(out), "--search", "optuna", "--trials", "3", "--jobs", "2")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 of 3 trials ended, 1 to resume" in r.stdout
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{out}/optuna.db")
     assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials)
+    resumed = yaml.safe_load((out / "trial_0000" / "config.yaml").read_text())
+    assert resumed["LOSS"]["OFFSET"]["WEIGHT"] == pytest.approx(drawn["LOSS.OFFSET.WEIGHT"])
     for t in study.trials:
         cfg = yaml.safe_load((out / f"trial_{t.number:04d}" / "config.yaml").read_text())
         assert cfg["LOSS"]["OFFSET"]["WEIGHT"] == pytest.approx(t.params["LOSS.OFFSET.WEIGHT"])
