@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..utils.runtime import write_json_atomically
+from .spec import format_value
 
 logger = logging.getLogger("segmentation")
 
@@ -205,7 +206,6 @@ def describe_outcome(job, result, error):
 
 def make_job(spec, folder, variant, overrides, seed, **record):
     """The RunJob of one run of ``spec``: its base config, shared overrides, the variant's ``overrides``, SEED."""
-    from .spec import format_value
     record = {"variant": variant, "seed": seed, "overrides": overrides, "base": spec.base, "opts": spec.opts,
               **record}
     opts = [*spec.shared_opts(), *[x for k, v in overrides.items() for x in (k, format_value(v))], "SEED", str(seed)]

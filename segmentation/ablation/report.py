@@ -12,6 +12,7 @@ import os
 import yaml
 
 from .jobs import ABLATION_RECORD, RESULT_RECORD, read_json
+from .spec import format_value
 from .stats import difference_interval, mean_std, verdict
 
 logger = logging.getLogger("segmentation")
@@ -59,7 +60,6 @@ def _variant_order(runs, reference):
 def _overrides_text(overrides):
     if not overrides:
         return "(reference config)"
-    from .spec import format_value
     return ", ".join(f"`{k} {format_value(v)}`" for k, v in overrides.items())
 
 

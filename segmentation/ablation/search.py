@@ -40,8 +40,7 @@ def suggest(trial, space):
     overrides = {}
     for key, dist in space.items():
         if "choices" in dist:
-            labels = [format_value(c) for c in dist["choices"]]
-            overrides[key] = dist["choices"][labels.index(trial.suggest_categorical(key, labels))]
+            overrides[key] = _choice(dist, trial.suggest_categorical(key, _labels(dist)))
         elif {"low", "high"} <= set(dist):
             low, high, log = dist["low"], dist["high"], bool(dist.get("log", False))
             if isinstance(low, int) and isinstance(high, int) and not isinstance(dist.get("step", 1), float):
@@ -157,9 +156,15 @@ def _decode_params(params, space):
     out = {}
     for key, value in params.items():
         dist = space.get(key, {})
-        if "choices" in dist:
-            labels = [format_value(c) for c in dist["choices"]]
-            out[key] = dist["choices"][labels.index(value)]
-        else:
-            out[key] = value
+        out[key] = _choice(dist, value) if "choices" in dist else value
     return out
+
+
+def _labels(dist):
+    """The text Optuna stores for each categorical choice (any config value: lists, tuples, strings)."""
+    return [format_value(c) for c in dist["choices"]]
+
+
+def _choice(dist, label):
+    """The config value of a categorical choice's stored text."""
+    return dist["choices"][_labels(dist).index(label)]

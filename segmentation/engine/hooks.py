@@ -7,7 +7,8 @@ optimizer update), then ``after_step``; ``after_train`` once, also after an erro
 
 The trainer exposes to hooks: ``cfg``, ``iter`` (the iteration in progress, 0-based), ``done`` (iterations
 completed), ``max_iter``, ``losses`` (this step's {name: 0-d tensor}), ``lr`` (the rate this step used),
-``data_time`` / ``step_time`` (seconds), ``save(iteration)``, ``record_end(status, iteration, reason)``.
+``data_time`` / ``step_time`` (seconds), ``latest_evaluation`` ((iteration, metrics) of the last evaluation, set
+by PeriodicEvaluator), ``save(iteration)``, ``record_end(status, iteration, reason)``.
 """
 import json
 import logging

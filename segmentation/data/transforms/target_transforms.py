@@ -269,10 +269,11 @@ def encode_panoptic(id_map, segments, metadata, distinct_crowd=False):
                 crowd_codes.append(codes[-1])
         else:
             codes.append(c * div)
-    index = segment_index_map(id_map, [s["id"] for s in segments])
-    table = torch.as_tensor(codes + [metadata.void_label], dtype=torch.long)  # index -1 reads the void entry
+    entry = segment_entry_map(id_map, [s["id"] for s in segments])
+    table = torch.as_tensor([metadata.void_label] + codes, dtype=torch.long)  # entry 0: pixels of unlisted ids
+    encoded = table.index_select(0, entry.reshape(-1)).view(entry.shape)
     if not distinct_crowd:
-        return table[index]
+        return encoded
     crowd_table = torch.zeros(metadata.num_classes * div + 1, dtype=torch.bool)
     crowd_table[torch.as_tensor(crowd_codes, dtype=torch.long)] = True
-    return table[index], crowd_table
+    return encoded, crowd_table
