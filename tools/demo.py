@@ -104,7 +104,7 @@ def main(argv=None):
                             help="config overrides (last on the line: --input and --dump take several values)")
     args, _ = parse_config("Panoptic-DeepLab demo.", argv, extra)
     predictor = Predictor(args.cfg, opts=list(args.opts) + list(args.late_opts))
-    configure_runtime(predictor.cfg, predictor.device, workers=0)
+    configure_runtime(predictor.cfg, predictor.device)
     cfg, metadata = predictor.cfg, predictor.metadata
     om_class = predictor.model.om_class
     dumpable = prediction_variables(om_class)

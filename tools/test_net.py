@@ -24,7 +24,7 @@ def main(argv=None):
     log_config(logger, args, cfg)
     from segmentation.utils import comm
     device = resolve_device(cfg)
-    configure_runtime(cfg, device, workers=min(cfg.DATALOADER.NUM_WORKERS, 1))  # the test loader's
+    configure_runtime(cfg, device)
     rank, world_size, local_rank = comm.init_distributed(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)

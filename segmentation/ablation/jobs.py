@@ -246,10 +246,10 @@ def run_ablation(spec, out, options, log=print, command=""):
 
 
 def prepare_jobs(jobs, options):
-    """Create the run folders with their ablation.json; set how each job runs: a local job's intra-op threads are
-    this process's CPUs shared among ``options.jobs`` concurrent jobs minus its loader workers (the trainer's own
-    rule, runtime.choose_num_threads, over every process of every job; unless NUM_THREADS or OMP_NUM_THREADS
-    decide); jobs of several tasks are distributed runs."""
+    """Create the run folders with their ablation.json; set how each job runs: local jobs running side by side share
+    this process's CPUs among all their processes (runtime.choose_num_threads; unless NUM_THREADS or OMP_NUM_THREADS
+    decide), a job running alone chooses its threads when it starts, from the load it finds; jobs of several tasks
+    are distributed runs."""
     from ..config import load_config
     from ..utils.runtime import choose_num_threads
     for job in jobs:
@@ -258,5 +258,6 @@ def prepare_jobs(jobs, options):
         if options.cluster == "local" and not os.environ.get("OMP_NUM_THREADS"):
             cfg = load_config(job.config, job.opts)
             processes = options.jobs * options.tasks
-            job.threads = 0 if cfg.NUM_THREADS > 0 else choose_num_threads(cfg, local_processes=processes)[0]
+            if cfg.NUM_THREADS == 0 and processes > 1:  # one job at a time measures the machine's load itself
+                job.threads = choose_num_threads(cfg, local_processes=processes)[0]
         job.distributed = options.cluster != "debug" and options.tasks > 1

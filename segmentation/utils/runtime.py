@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import random
+import time
 
 import numpy as np
 import torch
@@ -56,37 +57,78 @@ def available_cpus():
     return max(1, min(cpus, int(limit))) if limit is not None else cpus
 
 
-def choose_num_threads(cfg, workers=None, local_processes=None):
+def _cpu_times(cpus, stat_path):
+    """{cpu: (busy, total)} jiffies of the given CPUs from a /proc/stat-format file (busy: all but idle and iowait;
+    guest time is already inside user time)."""
+    times = {}
+    with open(stat_path) as f:
+        for line in f:
+            name, *fields = line.split()
+            if not (name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus):
+                continue
+            values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+            times[int(name[3:])] = (sum(values) - values[3] - values[4], sum(values))
+    return times
+
+
+def busy_cpus_of_others(sample_seconds=0.3, stat_path="/proc/stat", cpus=None):
+    """How many of this process's CPUs (its affinity) other processes keep busy: the busy share of each CPU over
+    ``sample_seconds`` (from ``/proc/stat``), summed, minus this process's own CPU time meanwhile; 0.0 where the file
+    cannot be read (not Linux)."""
+    cpus = set(cpus if cpus is not None else (os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity")
+                                               else range(os.cpu_count() or 1)))
+    try:
+        before, own = _cpu_times(cpus, stat_path), time.process_time()
+        time.sleep(sample_seconds)
+        after, own = _cpu_times(cpus, stat_path), time.process_time() - own
+    except (OSError, ValueError):
+        return 0.0
+    busy = 0.0
+    for cpu, (b1, t1) in after.items():
+        b0, t0 = before.get(cpu, (b1, t1))
+        busy += (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+    return max(0.0, busy - own / sample_seconds)
+
+
+def choose_num_threads(cfg, local_processes=None, busy=None):
     """(intra-op threads, why): NUM_THREADS when positive; else OMP_NUM_THREADS when the environment sets it; else
-    the CPUs this process may use, shared among the training processes of this machine (torchrun's
-    LOCAL_WORLD_SIZE), minus the loader ``workers`` beside it (default DATALOADER.NUM_WORKERS), at least 1."""
+    the CPUs this process may use (affinity and cgroup quota) that other processes leave idle, shared among the
+    training processes of this machine (``local_processes``, default torchrun's LOCAL_WORLD_SIZE), at least 1.
+
+    ``busy`` (default: measured now, ``busy_cpus_of_others``) is read only for a single process: beside its own
+    starting siblings a process would count them as load. The loader workers are not subtracted: they sleep while
+    their queue is full (one Quick-start worker used 7 % of a core); a full core each left half of a 2-CPU machine
+    idle (docs/benchmarks.md, "Threads")."""
     if cfg.NUM_THREADS > 0:
         return cfg.NUM_THREADS, "NUM_THREADS"
     if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
         return int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS of the environment"
     cpus = available_cpus()
     local = local_processes or int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    workers = cfg.DATALOADER.NUM_WORKERS if workers is None else workers
-    threads = max(1, cpus // local - workers)
-    return threads, (f"automatic: {cpus} CPU(s) available / {local} process(es) - {workers} loader worker(s); "
+    if local > 1:
+        return max(1, cpus // local), (f"automatic: {cpus} CPU(s) available / {local} local processes; "
+                                       f"NUM_THREADS sets it")
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = busy_cpus_of_others() if busy is None else busy
+    threads = max(1, min(cpus, int(affinity - busy + 0.5)))
+    return threads, (f"automatic: {cpus} CPU(s) available, {busy:.1f} kept busy by other processes; "
                      f"NUM_THREADS sets it")
 
 
-def configure_threads(cfg, workers=None, log=None):
+def configure_threads(cfg, log=None):
     """Set torch's intra-op thread count (and OpenCV's) from ``choose_num_threads``, log the choice, return it."""
     import cv2
-    threads, why = choose_num_threads(cfg, workers)
+    threads, why = choose_num_threads(cfg)
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
     (log or logger).info("Using %d intra-op thread(s) (%s).", threads, why)
     return threads
 
 
-def configure_runtime(cfg, device, workers=None):
-    """The process-wide settings of the config: threads (configure_threads, with ``workers`` loader workers beside
-    this process), CUDNN.* (configure_backends) and, on CPU with CPU_KEEP_FREED_MEMORY, keeping freed host memory
-    for reuse (``utils.memory.keep_freed_memory``)."""
-    configure_threads(cfg, workers)
+def configure_runtime(cfg, device):
+    """The process-wide settings of the config: threads (configure_threads), CUDNN.* (configure_backends) and, on
+    CPU with CPU_KEEP_FREED_MEMORY, keeping freed host memory for reuse (``utils.memory.keep_freed_memory``)."""
+    configure_threads(cfg)
     configure_backends(cfg)
     if device.type == "cpu" and cfg.CPU_KEEP_FREED_MEMORY:
         keep_freed_memory()

@@ -1,6 +1,9 @@
-"""Thread selection: the CPUs a process may use (affinity, cgroup quota), shared with its loader workers and the
-other local processes; explicit choices win."""
+"""Thread selection: the CPUs a process may use (affinity, cgroup quota) that other processes leave idle, shared
+among the local processes; explicit choices win."""
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -34,33 +37,96 @@ def test_available_cpus_is_the_affinity_capped_by_the_quota(monkeypatch):
     assert runtime.available_cpus() == 8
 
 
-@pytest.mark.parametrize("opts, env, cpus, expected", [
-    (["DATALOADER.NUM_WORKERS", "1"], {}, 8, 7),
-    (["DATALOADER.NUM_WORKERS", "2"], {"LOCAL_WORLD_SIZE": "2"}, 8, 2),  # 8 / 2 processes - 2 workers
-    (["DATALOADER.NUM_WORKERS", "4"], {}, 2, 1),  # never below 1
-    (["DATALOADER.NUM_WORKERS", "1", "NUM_THREADS", "3"], {"OMP_NUM_THREADS": "5"}, 8, 3),  # the key wins
-    (["DATALOADER.NUM_WORKERS", "1"], {"OMP_NUM_THREADS": "5"}, 8, 5),  # then the environment's choice
+@pytest.mark.parametrize("opts, env, cpus, busy, expected", [
+    ([], {}, 8, 0.0, 8),  # an idle machine: every CPU (the loader workers sleep most of the step)
+    (["DATALOADER.NUM_WORKERS", "1"], {}, 2, 0.0, 2),
+    ([], {}, 2, 1.6, 1),  # another process keeps 1.6 of 2 CPUs busy: the rest, rounded
+    ([], {}, 8, 2.4, 6),
+    ([], {}, 2, 2.0, 1),  # never below 1
+    ([], {"LOCAL_WORLD_SIZE": "2"}, 8, 5.0, 4),  # 8 / 2 processes: starting siblings are not counted as load
+    (["NUM_THREADS", "3"], {"OMP_NUM_THREADS": "5"}, 8, 0.0, 3),  # the key wins
+    ([], {"OMP_NUM_THREADS": "5"}, 8, 0.0, 5),  # then the environment's choice
 ])
-def test_the_automatic_thread_count(monkeypatch, opts, env, cpus, expected):
+def test_the_automatic_thread_count(monkeypatch, opts, env, cpus, busy, expected):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(runtime, "available_cpus", lambda: cpus)
-    threads, why = runtime.choose_num_threads(load_config(None, opts))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    threads, why = runtime.choose_num_threads(load_config(None, opts), busy=busy)
     assert threads == expected and why
+
+
+def test_a_cgroup_quota_caps_the_threads_whatever_the_idle_cpus(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 8)  # quota 8 of 64 CPUs
+    assert runtime.choose_num_threads(load_config(None, []), busy=40.0)[0] == 8  # 24 idle CPUs
+    assert runtime.choose_num_threads(load_config(None, []), busy=59.0)[0] == 5
+
+
+def _stat(times):
+    lines = ["cpu  " + " ".join(["0"] * 10)]
+    lines += [f"cpu{k} " + " ".join(str(v) for v in fields) for k, fields in times.items()]
+    return "\n".join(lines + ["intr 0", "ctxt 0"]) + "\n"
+
+
+def test_busy_cpus_are_read_from_proc_stat_for_the_affinity_cpus_only(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    #            user nice system idle iowait irq softirq steal guest guest_nice
+    first = {0: [100, 0, 0, 100, 0, 0, 0, 0, 0, 0], 1: [0, 0, 0, 200, 0, 0, 0, 0, 0, 0],
+             2: [0, 0, 0, 200, 0, 0, 0, 0, 0, 0]}
+    # over the sample: cpu0 fully busy (user 60 + system 40), cpu1 a quarter busy (iowait counts as idle), cpu2 busy
+    # but outside the affinity
+    second = {0: [160, 0, 40, 100, 0, 0, 0, 0, 0, 0], 1: [20, 0, 0, 250, 10, 0, 0, 0, 0, 0],
+              2: [0, 0, 0, 200, 0, 100, 0, 0, 0, 0]}
+    texts = iter([_stat(first), _stat(second)])
+    stat.write_text(next(texts))
+
+    def sleep(seconds):  # the other processes' work happens while the sampler sleeps
+        stat.write_text(next(texts))
+
+    monkeypatch.setattr(runtime.time, "sleep", sleep)
+    monkeypatch.setattr(runtime.time, "process_time", lambda: 7.0)  # this process used no CPU meanwhile
+    assert runtime.busy_cpus_of_others(stat_path=str(stat), cpus={0, 1}) == pytest.approx(1.25)
+    assert runtime.busy_cpus_of_others(stat_path=str(tmp_path / "missing"), cpus={0}) == 0.0
+
+
+def test_busy_cpus_count_a_real_busy_process():
+    """Two processes spinning on this machine's CPUs are measured as (nearly) two busy CPUs, and leave 1 thread on 2
+    CPUs: the load of another training job is what the choice reacts to."""
+    code = "import time\nt = time.time()\nwhile time.time() - t < 20: pass\n"
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs")
+    spinners = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        busy = runtime.busy_cpus_of_others(sample_seconds=0.5)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert busy > 1.5
+    cfg = load_config(None, [])
+    assert runtime.choose_num_threads(cfg, busy=busy)[0] == max(1, min(runtime.available_cpus(),
+                                                                        int(len(os.sched_getaffinity(0)) - busy + 0.5)))
 
 
 def test_the_choice_is_applied_and_logged(monkeypatch, caplog):
     import torch
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(runtime, "available_cpus", lambda: 3)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    monkeypatch.setattr(runtime, "busy_cpus_of_others", lambda: 0.8)
     caplog.set_level("INFO")
     try:
         assert runtime.configure_threads(load_config(None, ["DATALOADER.NUM_WORKERS", "1"])) == 2
         assert torch.get_num_threads() == 2
-        assert "Using 2 intra-op thread(s) (automatic: 3 CPU(s) available / 1 process(es) - 1 loader worker(s)" \
+        assert "Using 2 intra-op thread(s) (automatic: 3 CPU(s) available, 0.8 kept busy by other processes" \
             in caplog.text
     finally:
         torch.set_num_threads(before)
