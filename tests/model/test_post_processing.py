@@ -6,12 +6,14 @@ from segmentation.data.datasets import render_scene
 from segmentation.data.transforms import PanopticTargetGenerator
 from segmentation.model.post_processing import (
     find_instance_center,
+    first_max_index,
     get_panoptic_segmentation,
     get_semantic_segmentation,
     group_pixels,
     merge_semantic_and_instance,
     thing_mask,
 )
+from segmentation.model.post_processing import instance_post_processing as ipp
 from segmentation.model.post_processing.instance_post_processing import _window_max
 from segmentation.model.post_processing.reference import reference_panoptic
 
@@ -54,6 +56,73 @@ def test_semantic_argmax_first_max_on_ties():
     logits = torch.zeros(1, 3, 1, 2)
     logits[0, 1, 0, 0] = logits[0, 2, 0, 0] = 1.0
     assert get_semantic_segmentation(logits).tolist() == [[[1, 0]]]
+
+
+def test_first_max_index_is_max_indices_with_ties_nan_and_signed_zeros():
+    x = torch.tensor([[1.0, 3.0, 3.0, -0.0, float("nan"), 2.0],
+                      [3.0, 3.0, 1.0, 0.0, 1.0, float("nan")],
+                      [2.0, 1.0, 3.0, -0.0, float("nan"), float("nan")]])
+    # dim 0: first maximum (ties and -0.0 == 0.0 to the first), the first NaN wins
+    assert first_max_index(x, 0).tolist() == [1, 0, 0, 0, 0, 1]
+    assert first_max_index(x, 1).tolist() == [4, 5, 4]  # every row has a NaN
+    assert first_max_index(x[:, :4], 1).tolist() == [1, 0, 2]
+    g = torch.Generator().manual_seed(0)
+    ties = torch.randint(0, 3, (2, 19, 5, 7), generator=g).float()  # many exact ties
+    for dim in range(4):
+        assert torch.equal(first_max_index(ties, dim), ties.max(dim).indices)
+    wide = torch.randint(0, 4, (300, 6), generator=g).float()  # more than 255 planes: the plain kernel
+    assert torch.equal(first_max_index(wide, 0), wide.max(0).indices)
+    assert first_max_index(torch.zeros(3, 0), 0).shape == (0,)
+
+
+def _brute_force_groups(ctr, offsets, mask):
+    """The original's grouping: every pixel against every centre (float32 squared distances, first on ties)."""
+    h, w = offsets.shape[-2:]
+    index = torch.arange(h * w)
+    out = ipp._nearest_center(index // w, index % w, offsets[0, 0].reshape(-1), offsets[0, 1].reshape(-1), ctr) + 1
+    return torch.where(mask.reshape(-1), out, 0).view(1, h, w)
+
+
+@pytest.mark.parametrize("table", [1 << 22, 1 << 12])  # the default cell, and cells doubled to bound the table
+@pytest.mark.parametrize("seed", range(4))
+def test_grouping_through_owned_cells_is_the_brute_force_one(seed, table, monkeypatch):
+    """Votes near centres, on exact bisectors of two centres (ties), outside the image, NaN and infinite: the
+    cell lookup and the fallback together give the all-centres evaluation bit for bit."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = 150, 230  # not multiples of the cell
+    k = [1, 2, 9, 40][seed]
+    ctr = torch.stack([torch.randint(0, h, (k,), generator=g), torch.randint(0, w, (k,), generator=g)], 1)
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    target = ctr[torch.randint(0, k, (h, w), generator=g)]  # each pixel votes near a random centre
+    offsets = torch.stack([target[..., 0] - ys, target[..., 1] - xs]).float()
+    offsets += torch.randn(2, h, w, generator=g) * torch.tensor([0.0, 0.5, 4.0, 40.0])[torch.randint(0, 4, (h, w),
+                                                                                                  generator=g)]
+    if k >= 2:  # the midpoint of centres 0 and 1: exactly equidistant
+        mid = (ctr[0] + ctr[1]).float() / 2
+        offsets[:, 5, :40] = (mid[:, None] - torch.stack([torch.full((40,), 5.0), torch.arange(40.0)]))
+    offsets[0, 7, :3] = torch.tensor([-500.0, 1e6, float("inf")])
+    offsets[1, 8, :2] = float("nan")
+    mask = torch.rand(h, w, generator=g) > 0.2
+    offsets = offsets[None]
+    monkeypatch.setattr(ipp, "_MAX_TABLE", table)
+    assert torch.equal(group_pixels(ctr, offsets, mask), _brute_force_groups(ctr, offsets, mask))
+
+
+def test_every_point_of_an_owned_cell_is_nearest_to_its_owner():
+    g = torch.Generator().manual_seed(3)
+    h, w, cell = 64, 96, 8
+    ctr = torch.stack([torch.randint(0, h, (4,), generator=g), torch.randint(0, w, (4,), generator=g)], 1)
+    owners, rows, cols = ipp._cell_owners(ctr, h, w, cell)
+    owners = owners.view(rows + 2, cols + 2)
+    assert (owners[0] < 0).all() and (owners[-1] < 0).all() and (owners[:, 0] < 0).all() and (owners[:, -1] < 0).all()
+    assert (owners >= 0).sum() > 0.5 * rows * cols  # most cells are owned
+    fine = torch.arange(0, cell * rows * 4) / 4.0  # a quarter-pixel lattice over the grid, cell borders included
+    fine_x = torch.arange(0, cell * cols * 4) / 4.0
+    py, px = torch.meshgrid(fine, fine_x, indexing="ij")
+    d = (py[..., None] - ctr[:, 0].double()) ** 2 + (px[..., None] - ctr[:, 1].double()) ** 2
+    nearest = d.argmin(-1)
+    cell_owner = owners[1:-1, 1:-1][(py // cell).long(), (px // cell).long()]
+    assert torch.equal(nearest[cell_owner >= 0], cell_owner[cell_owner >= 0])
 
 
 def _realistic_outputs(seed, h=96, w=160, noise=0.3):

@@ -8,8 +8,8 @@ from .instance_post_processing import (
     merge_semantic_and_instance,
     thing_mask,
 )
-from .semantic_post_processing import get_semantic_segmentation
+from .semantic_post_processing import first_max_index, get_semantic_segmentation
 
-__all__ = ["find_instance_center", "get_instance_segmentation", "get_panoptic_segmentation",
+__all__ = ["find_instance_center", "first_max_index", "get_instance_segmentation", "get_panoptic_segmentation",
            "get_semantic_segmentation", "group_pixels", "instance_classes", "merge_semantic_and_instance",
            "thing_mask"]

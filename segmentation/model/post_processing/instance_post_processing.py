@@ -1,13 +1,22 @@
 """Panoptic-DeepLab decoding as pure tensor functions, with the original repository's signatures and outputs.
 
-Vectorized: no Python loop over instances or classes. Grouping evaluates squared distances between thing-pixel
-votes and centres in chunks of pixels, so memory stays bounded (no K x H x W distance tensor).
+Vectorized: no Python loop over instances or classes. Grouping first looks each thing pixel's vote up in a grid of
+cells that lie wholly inside one centre's Voronoi region (with a margin larger than float32 rounding), and evaluates
+squared distances to every centre only for the few votes elsewhere, in chunks of pixels, so memory stays bounded (no
+K x H x W distance tensor).
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
 from .semantic_post_processing import get_semantic_segmentation
 
+# Side of a cell of the grouping grid, pixels (a power of 2: a vote's cell is an exact product). At 1024x2048 with
+# ~60 centres 16 sent ~5 % of the votes to the full evaluation for a 1 ms table; 8 sent 0.2 % for a 6 ms table.
+_CELL = 16
+# Largest (cells x centres) table of the grid, elements (float64: 32 MiB); beyond it the cell doubles.
+_MAX_TABLE = 1 << 22
 # Elements of one (pixels x centres) distance chunk: 1 MiB of float32, small enough to stay in a CPU's L2 cache
 # (4x fewer elements were slower from the per-chunk overhead, 4x more from memory traffic).
 _CHUNK_ELEMENTS = 1 << 18
@@ -78,6 +87,51 @@ def _nearest_center(ys, xs, off_y, off_x, ctr):
     return out
 
 
+def _cell_owners(ctr, height, width, cell):
+    """(owners long [(R + 2) * (C + 2)], R, C) for a grid of R x C cells of ``cell`` pixels over the image, padded
+    by one cell on every side: the index of the centre nearest to every point of a cell, -1 where no one centre is
+    (and on the padding, which stands for votes outside the grid and NaN votes).
+
+    For centres a and c the difference of squared distances |l - c|^2 - |l - a|^2 is linear in the point l, so its
+    minimum over a cell is its value at the cell's middle minus cell * (|a_y - c_y| + |a_x - c_x|), in float64. A
+    cell belongs to a when that minimum exceeds, for every other c, 2^-20 * (the largest squared distance in the
+    image and grid): above twice the rounding of the float32 distances that ``_nearest_center`` compares (each
+    within 4 * 2^-24 of its value), so the float32 argmin picks a too, and no tie is possible there.
+    """
+    rows, cols = -(-height // cell), -(-width // cell)
+    c = ctr.to(torch.float64)
+    middle_y = torch.arange(-1, rows + 1, device=ctr.device, dtype=torch.float64) * cell + cell / 2
+    middle_x = torch.arange(-1, cols + 1, device=ctr.device, dtype=torch.float64) * cell + cell / 2
+    dy, dx = middle_y[:, None] - c[:, 0], middle_x[:, None] - c[:, 1]  # [R + 2, K], [C + 2, K]
+    dist = (dy * dy)[:, None, :] + (dx * dx)[None, :, :]  # [R + 2, C + 2, K]
+    best = dist.argmin(2)
+    nearest = c[best]  # [R + 2, C + 2, 2]
+    slack = (nearest[..., None, 0] - c[:, 0]).abs_().add_((nearest[..., None, 1] - c[:, 1]).abs_()).mul_(cell)
+    gap = dist.sub_(dist.gather(2, best[..., None])).sub_(slack)
+    gap.scatter_(2, best[..., None], math.inf)
+    largest = (rows * cell) ** 2 + (cols * cell) ** 2 + height ** 2 + width ** 2
+    owned = gap.amin(2) > largest * 2.0 ** -20
+    owned[0], owned[-1], owned[:, 0], owned[:, -1] = False, False, False, False
+    return torch.where(owned, best, -1).view(-1), rows, cols
+
+
+def _nearest_center_by_cells(ys, xs, off_y, off_x, ctr, height, width):
+    """``_nearest_center``, bit for bit, for votes of an image of ``height`` x ``width``: votes in a cell that one
+    centre owns (``_cell_owners``) take it; the others are evaluated against every centre."""
+    cell = _CELL
+    while (-(-height // cell) + 2) * (-(-width // cell) + 2) * ctr.shape[0] > _MAX_TABLE:
+        cell *= 2
+    owners, rows, cols = _cell_owners(ctr, height, width, cell)
+    loc_y, loc_x = ys.to(off_y.dtype) + off_y, xs.to(off_x.dtype) + off_x
+    row = loc_y.mul_(1.0 / cell).floor_().clamp_(-1, rows).nan_to_num_(-1).add_(1)
+    col = loc_x.mul_(1.0 / cell).floor_().clamp_(-1, cols).nan_to_num_(-1).add_(1)
+    out = owners[row.mul_(cols + 2).add_(col).to(torch.int32)]
+    rest = torch.nonzero(out < 0)[:, 0]
+    if rest.numel():
+        out[rest] = _nearest_center(ys[rest], xs[rest], off_y[rest], off_x[rest], ctr)
+    return out
+
+
 def group_pixels(ctr, offsets, mask=None):
     """Assign pixels to their nearest centre.
 
@@ -100,7 +154,7 @@ def group_pixels(ctr, offsets, mask=None):
         index = torch.nonzero(mask.reshape(-1))[:, 0]
     if index.numel():
         off = offsets.reshape(2, -1)[:, index]
-        ids[index] = _nearest_center(index // width, index % width, off[0], off[1], ctr) + 1
+        ids[index] = _nearest_center_by_cells(index // width, index % width, off[0], off[1], ctr, height, width) + 1
     return ids.view(1, height, width)
 
 
@@ -175,12 +229,15 @@ def merge_semantic_and_instance(sem_seg, ins_seg, semantic_thing_seg, label_divi
         semantic_thing_seg = thing_mask(sem_seg, thing_list)
     sem_seg = sem_seg.long()
     ins_seg = ins_seg.long()
-    is_thing = (ins_seg > 0) & _as_mask(semantic_thing_seg)
-    stuff_px = ins_seg == 0
     n_cls = int(sem_seg.max().item()) + 1 if sem_seg.numel() else 1
     n_cls = max(n_cls, max(thing_list, default=0) + 1)
-    # row 0 (pixels outside instances) counts the stuff areas, rows 1..K the class votes of the instances
-    votes = _class_votes(sem_seg, ins_seg, is_thing | stuff_px, n_cls)
+    n_ins = int(ins_seg.max().item()) + 1 if ins_seg.numel() else 1
+    # every pixel's (instance id, class) bin; pixels of an instance that are not things go to one extra bin. Row 0
+    # (pixels outside instances) counts the stuff areas, rows 1..K the class votes of the instances, and the panoptic
+    # map is one lookup of the bins in a table of the ids each bin gets.
+    counted = _as_mask(semantic_thing_seg) | (ins_seg == 0)
+    bins = (ins_seg * n_cls).add_(sem_seg).masked_fill_(~counted, n_ins * n_cls)
+    votes = torch.bincount(bins.reshape(-1), minlength=(n_ins + 1) * n_cls)[:n_ins * n_cls].view(n_ins, n_cls)
 
     ins_class, present = _majority(votes)
     one_hot = torch.zeros(len(ins_class), n_cls, dtype=torch.long, device=sem_seg.device)
@@ -192,8 +249,9 @@ def merge_semantic_and_instance(sem_seg, ins_seg, semantic_thing_seg, label_divi
     is_thing_class[list(thing_list)] = True
     keep = (votes[0] >= stuff_area) & ~is_thing_class
     stuff_ids = torch.where(keep, torch.arange(n_cls, device=sem_seg.device) * label_divisor, void_label)
-    pan_seg = torch.where(stuff_px, stuff_ids[sem_seg], void_label)
-    return torch.where(is_thing, new_ids[ins_seg], pan_seg)
+    table = torch.cat([stuff_ids, new_ids[1:, None].expand(-1, n_cls).reshape(-1),
+                       stuff_ids.new_full((1,), void_label)])
+    return table[bins]
 
 
 def get_panoptic_segmentation(sem, ctr_hmp, offsets, thing_list, label_divisor, stuff_area, void_label,

@@ -17,7 +17,13 @@ instances and marks them in ``crowd_table``, so several crowd segments of one cl
 import torch
 
 from ....data.transforms.target_transforms import draw_center_heatmap
-from ...post_processing import find_instance_center, group_pixels, instance_classes, merge_semantic_and_instance
+from ...post_processing import (
+    find_instance_center,
+    first_max_index,
+    group_pixels,
+    instance_classes,
+    merge_semantic_and_instance,
+)
 from ...post_processing.static import static_panoptic
 from ..build import register_om
 from ..core import OutputMath, no_cache, role
@@ -253,7 +259,7 @@ class PanDLPrediction(PanopticVariables):
 
     def semantic_pred(self):
         """[N, H, W] long: predicted train id (first maximum of the logits); the paper's semantic_pred('argmax')."""
-        return self.semantic_logits_pred().max(dim=1).indices
+        return first_max_index(self.semantic_logits_pred(), 1)
 
     def thing_mask_pred(self):
         """[N, H, W] bool: pixels predicted as a thing class."""
