@@ -115,15 +115,27 @@ def bench_targets(repeat, h, w, only_om=False):
     def cpu_targets():
         for _, ids, segs in scenes:
             gen(ids, segs)
+
+    shapes = [(torch.long, 1), (torch.float32, 1), (torch.float32, 2), (torch.float32, 1), (torch.float32, 1),
+              (torch.float32, 1)]  # the six targets: dtype, planes per image
+
+    def floor():
+        """The memory floor: read the panoptic map once, write every target once."""
+        pan.amax()
+        for dtype, planes in shapes:
+            torch.empty(len(scenes), planes, h, w, dtype=dtype).fill_(1)
     om_targets()
     cpu_targets()
     t_om, t_cpu = median_time(om_targets, repeat, warmup=False), median_time(cpu_targets, repeat, warmup=False)
+    t_floor = median_time(floor, repeat)
     if only_om:
         print(f"{1e3 * t_om:.1f}")
         return
     print(f"3. targets, 4 crops of {h}x{w} ({sum(len(s) for _, _, s in scenes)} segments)")
     print(f"   OM (batch) {1e3 * t_om:.1f} ms   CPU generator (per image) {1e3 * t_cpu:.1f} ms   "
           f"ratio OM / CPU {t_om / t_cpu:.2f}")
+    print(f"   memory floor (read the panoptic map once, write the targets once) {1e3 * t_floor:.1f} ms   "
+          f"OM / floor {t_om / t_floor:.1f}")
     # this process keeps freed memory as training does (CPU_KEEP_FREED_MEMORY); glibc's default returns large freed
     # blocks to the system, so that every fresh OM tensor is page-faulted in again: measured in a child process
     child = subprocess.run([sys.executable, __file__, "--targets-only", "--default-allocator", "--repeat",

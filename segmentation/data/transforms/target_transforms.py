@@ -45,10 +45,11 @@ def draw_center_heatmap(centers_y, centers_x, height, width, sigma, valid=None):
     d = torch.arange(size, device=device)
     yy = ul_y[..., None, None] + d[:, None]  # [N, K, size, 1]
     xx = ul_x[..., None, None] + d[None, :]  # [N, K, 1, size]
-    ok = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
-    ok = ok & (yy < br_y[..., None, None]) & (xx < br_x[..., None, None])
     inside = (y >= 0) & (x >= 0) & (y < height) & (x < width)  # the original skips centres outside the image
-    ok = ok & (inside if valid is None else inside & valid)[..., None, None]
+    inside = (inside if valid is None else inside & valid)[..., None, None]
+    # the window's rows and columns tested apart; one full-size combination
+    ok = ((yy >= 0) & (yy < height) & (yy < br_y[..., None, None]) & inside) & \
+        ((xx >= 0) & (xx < width) & (xx < br_x[..., None, None]))
     heat = _max_of_windows(yy, xx, ok, g.expand(n, k, size, size), height, width)
     return heat if batched else heat[0]
 
@@ -60,7 +61,7 @@ def _max_of_windows(yy, xx, ok, values, height, width):
     plane = height * width
     dump = n * plane  # out-of-window entries land in a dump slot that is dropped afterwards
     image = torch.arange(n, device=yy.device).view(n, 1, 1, 1) * plane
-    flat = torch.where(ok, image + yy * width + xx, torch.full_like(ok, dump, dtype=torch.long))
+    flat = ((image + yy * width) + xx).masked_fill_(~ok, dump)
     heat = torch.zeros(dump + 1, dtype=torch.float32, device=yy.device)
     heat.scatter_reduce_(0, flat.reshape(-1), values.reshape(-1), reduce="amax")
     return heat[:dump].view(n, 1, height, width)

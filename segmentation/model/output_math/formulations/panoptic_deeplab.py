@@ -50,12 +50,17 @@ class PanopticVariables(OutputMath):
         """int: L, the entries of a per-image segment table: the panoptic ids of num_classes classes, then void."""
         return self.metadata.num_classes * self.metadata.label_divisor + 1
 
+    def segment_entry_truth(self):
+        """[N, H, W] long: index of each pixel's segment in its image's per-segment table of L entries (void, and
+        any id outside the classes, share the last entry)."""
+        # void (ignore_label * label_divisor) is above every class id
+        return self.panoptic_truth().clamp(0, self.segment_table_size() - 1)
+
     def segment_index_truth(self):
-        """[N, H, W] long: index of each pixel's segment in the flattened [N * L] per-segment tables (void, and
-        any id outside the classes, share the last entry of its image)."""
-        pan, size = self.panoptic_truth(), self.segment_table_size()
-        local = pan.clamp(0, size - 1)  # void (ignore_label * label_divisor) is above every class id
-        return local.add_(torch.arange(pan.shape[0], device=self.device).view(-1, 1, 1) * size)
+        """[N, H, W] long: index of each pixel's segment in the flattened [N * L] per-segment tables
+        (segment_entry_truth of image n plus n * L)."""
+        entry = self.segment_entry_truth()
+        return entry + torch.arange(entry.shape[0], device=self.device).view(-1, 1, 1) * self.segment_table_size()
 
     @role("intermediate")
     def segment_class_table(self):
@@ -141,18 +146,21 @@ class PanDLGroundTruth(PanopticVariables):
     def centroids_truth(self):
         """[N, L, 2] float64: (y, x) centre of mass of every segment in pixels (0 for absent ids; L: see
         segment_table_size)."""
-        idx = self.segment_index_truth()
-        n, h, w = idx.shape
+        entry = self.segment_entry_truth()
+        n, h, w = entry.shape
         size = n * self.segment_table_size()
         # exact integer coordinate sums; both packed into one int64 as y * 2^shift + x when they fit (the x sums
-        # never carry into the y part), else one float64 bincount per coordinate (also exact below 2^53)
+        # never carry into the y part), added into the [N, L] tables by one scatter_add_ from the packed plane
+        # expanded over the images (not copied); else one float64 bincount per coordinate (also exact below 2^53)
         shift = (h * w * max(w - 1, 1)).bit_length()
         if (h * w * max(h - 1, 1)) << shift < 2 ** 63:
             packed = (torch.arange(h, device=self.device).view(h, 1) << shift) + torch.arange(w, device=self.device)
-            sums = torch.zeros(size, dtype=torch.long, device=self.device)
-            sums.index_add_(0, idx.reshape(-1), packed.expand(n, h, w).reshape(-1))
+            sums = torch.zeros(n, size // n, dtype=torch.long, device=self.device)
+            sums.scatter_add_(1, entry.reshape(n, -1), packed.view(1, -1).expand(n, -1))
+            sums = sums.view(-1)
             sums = torch.stack([sums >> shift, sums & ((1 << shift) - 1)], dim=-1)
         else:
+            idx = self.segment_index_truth()
             rows = torch.arange(h, device=self.device, dtype=torch.float64).view(1, h, 1).expand(n, h, w)
             cols = torch.arange(w, device=self.device, dtype=torch.float64).view(1, 1, w).expand(n, h, w)
             sums = torch.stack([torch.bincount(idx.reshape(-1), weights=c.reshape(-1), minlength=size)
@@ -202,10 +210,10 @@ class PanDLGroundTruth(PanopticVariables):
         xs = torch.arange(w, device=self.device, dtype=cen.dtype)
         table_y = torch.cat([ys.new_zeros(1, h), cen[:, 0] - ys]).to(torch.float32).view(-1)
         table_x = torch.cat([xs.new_zeros(1, w), cen[:, 1] - xs]).to(torch.float32).view(-1)
-        index = torch.empty(2, n, h, w, dtype=torch.int32, device=self.device)
-        torch.mul(rows, h, out=index[0]).add_(torch.arange(h, device=self.device, dtype=torch.int32).view(1, h, 1))
-        torch.mul(rows, w, out=index[1]).add_(torch.arange(w, device=self.device, dtype=torch.int32)
-                                              + table_y.numel())
+        index = torch.empty(2, n, h, w, dtype=torch.int32, device=self.device)  # row * h + y, then row * w + x
+        torch.add(torch.arange(h, device=self.device, dtype=torch.int32).view(1, h, 1), rows, alpha=h, out=index[0])
+        torch.add(torch.arange(w, device=self.device, dtype=torch.int32) + table_y.numel(), rows, alpha=w,
+                  out=index[1])
         table = torch.cat([table_y, table_x])
         return table.index_select(0, index.view(-1)).view(2, n, h, w).transpose(0, 1)
 
