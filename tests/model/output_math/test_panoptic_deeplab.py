@@ -96,6 +96,17 @@ def test_targets_bit_identical_to_the_cpu_generator_on_a_batch_of_scenes(options
     _assert_targets_equal(om, pans, cfg)
 
 
+def test_targets_bit_identical_at_the_papers_crop_size():
+    """1025x2049, Table 1's crops: there the packed (y, x) coordinate sums could overflow int64, so the centres of
+    mass take one integer sum per coordinate."""
+    h, w = 1025, 2049
+    assert (h * w * (h - 1)) << (h * w * (w - 1)).bit_length() >= 2 ** 63
+    cfg = _cfg()
+    _, ids, segs = render_scene(np.random.default_rng(1), h, w, max_objects=12, crowd_prob=0.3)
+    pan = encode_panoptic(ids, segs, META)
+    _assert_targets_equal(_om(pan[None], cfg=cfg), [pan], cfg)
+
+
 @st.composite
 def panoptic_maps(draw):
     """Random maps made of rectangles of random segments (stuff, thing instances, crowd, void)."""

@@ -138,7 +138,9 @@ class PanDLGroundTruth(PanopticVariables):
         """[N, L] long: number of pixels of every panoptic id in every image (0 when absent)."""
         n, size = self.panoptic_truth().shape[0], self.segment_table_size()
         idx = self.segment_index_truth().reshape(-1)
-        if torch.compiler.is_compiling():  # bincount's output size depends on the data; this one is static
+        # bincount's output size depends on the data: compiled code needs a static one, and on CUDA bincount reads
+        # the maximum back to the host (a synchronisation); a scatter into the [N, L] table needs neither
+        if torch.compiler.is_compiling() or idx.device.type != "cpu":
             return torch.zeros(n * size, dtype=torch.long, device=self.device).index_add_(
                 0, idx, torch.ones_like(idx)).view(n, size)
         return torch.bincount(idx, minlength=n * size).view(n, size)
@@ -146,25 +148,22 @@ class PanDLGroundTruth(PanopticVariables):
     def centroids_truth(self):
         """[N, L, 2] float64: (y, x) centre of mass of every segment in pixels (0 for absent ids; L: see
         segment_table_size)."""
-        entry = self.segment_entry_truth()
-        n, h, w = entry.shape
-        size = n * self.segment_table_size()
-        # exact integer coordinate sums; both packed into one int64 as y * 2^shift + x when they fit (the x sums
-        # never carry into the y part), added into the [N, L] tables by one scatter_add_ from the packed plane
-        # expanded over the images (not copied); else one float64 bincount per coordinate (also exact below 2^53)
+        entry = self.segment_entry_truth().reshape(self.panoptic_truth().shape[0], -1)
+        n = entry.shape[0]
+        h, w = self.panoptic_truth().shape[-2:]
+        ys = torch.arange(h, device=self.device).view(h, 1)
+        xs = torch.arange(w, device=self.device)
+        # exact integer coordinate sums, added into the [N, L] tables by scatter_add_ from coordinate planes
+        # expanded over the images (not copied); both packed into one int64 as y * 2^shift + x when they fit (the x
+        # sums never carry into the y part), else one scatter per coordinate
         shift = (h * w * max(w - 1, 1)).bit_length()
-        if (h * w * max(h - 1, 1)) << shift < 2 ** 63:
-            packed = (torch.arange(h, device=self.device).view(h, 1) << shift) + torch.arange(w, device=self.device)
-            sums = torch.zeros(n, size // n, dtype=torch.long, device=self.device)
-            sums.scatter_add_(1, entry.reshape(n, -1), packed.view(1, -1).expand(n, -1))
-            sums = sums.view(-1)
-            sums = torch.stack([sums >> shift, sums & ((1 << shift) - 1)], dim=-1)
-        else:
-            idx = self.segment_index_truth()
-            rows = torch.arange(h, device=self.device, dtype=torch.float64).view(1, h, 1).expand(n, h, w)
-            cols = torch.arange(w, device=self.device, dtype=torch.float64).view(1, 1, w).expand(n, h, w)
-            sums = torch.stack([torch.bincount(idx.reshape(-1), weights=c.reshape(-1), minlength=size)
-                                for c in (rows, cols)], dim=-1)
+        packed = (h * w * max(h - 1, 1)) << shift < 2 ** 63
+        planes = [(ys << shift) + xs] if packed else [ys.expand(h, w), xs.expand(h, w)]
+        sums = [torch.zeros(n, self.segment_table_size(), dtype=torch.long, device=self.device).scatter_add_(
+            1, entry, plane.reshape(1, -1).expand(n, -1)).view(-1) for plane in planes]
+        if packed:
+            sums = [sums[0] >> shift, sums[0] & ((1 << shift) - 1)]
+        sums = torch.stack(sums, dim=-1)
         # integer sums in float64 divided by the area: numpy's mean of the coordinates, bit for bit
         area = self.segment_area_truth().reshape(-1, 1).clamp(min=1)
         return (sums.to(torch.float64) / area).view(n, -1, 2)
