@@ -84,7 +84,7 @@ class OptunaReporter(HookBase):
             value = float(evaluation[1][self.metric])
             self.trial.report(value, trainer.done)
             prune = self.trial.should_prune()
-        if trainer.world_size > 1:
+        if trainer.distributed:
             import torch
             flag = torch.tensor([int(prune)], device=trainer.device)
             torch.distributed.broadcast(flag, 0)

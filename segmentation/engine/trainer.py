@@ -142,15 +142,17 @@ class Trainer:
                            "compute CPU targets that nothing reads. Set DATASET.PAN_ONLY True to skip them.")
         model = build_model(cfg)
         require_trainable(cfg, model)
-        if self.world_size > 1:
+        # under torchrun (even as its only process): the process group, SyncBatchNorm on CUDA, DDP
+        self.distributed = comm.is_distributed()
+        if self.distributed:
             if self.device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            else:
+            elif self.world_size > 1:
                 logger.warning("SyncBatchNorm needs CUDA: each of the %d CPU processes normalises its own batch.",
                                self.world_size)
         self.model = compile_network(cfg, model.to(self.device))  # MODEL.COMPILE: the network's forward
         self.net = self.model  # the module without the DDP wrapper
-        if self.world_size > 1:
+        if self.distributed:
             self.model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = build_optimizer(cfg, self.net)
@@ -272,7 +274,7 @@ class Trainer:
             self._phase = "forward"  # from here the step changes BatchNorm buffers and RNG states
             self._inputs.append((batch.get("file_name"), torch.isfinite(batch["image"]).flatten(1).all(1)))
             last = micro == self.accumulate - 1
-            sync = contextlib.nullcontext() if last or self.world_size == 1 else self.model.no_sync()
+            sync = contextlib.nullcontext() if last or not self.distributed else self.model.no_sync()
             with sync:
                 out, logged = self._forward(batch)
                 self.scaler.scale(logged["loss"] / self.accumulate).backward()
@@ -336,7 +338,7 @@ class Trainer:
         checks = [hook.step_checks(self) for hook in self.hooks]
         names = [name for part in checks for name in part]
         flags = torch.stack([flag for part in checks for flag in part.values()]).to(torch.int32)
-        if self.world_size > 1:  # every process fails, or stops, at the same iteration
+        if self.distributed:  # every process fails, or stops, at the same iteration
             torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
         ok = dict(zip(names, flags.tolist()))  # the step's one host synchronisation
         for hook, part in zip(self.hooks, checks):
@@ -372,10 +374,11 @@ class Trainer:
         self._loader = iter(build_train_loader(cfg, rank=self.rank, world_size=self.world_size,
                                                start=self.start_iter * per_process))
         self.model.train()
-        logger.info("Training %s on %s for %d iterations (global batch %d, %d process(es), %d micro-batch(es)) on "
+        logger.info("Training %s on %s for %d iterations (global batch %d, %d process(es)%s, %d micro-batch(es)) on "
                     "%s%s.", cfg.MODEL.META_ARCHITECTURE, cfg.DATASET.DATASET, self.max_iter,
-                    cfg.TRAIN.IMS_PER_BATCH, self.world_size, self.accumulate, self.device,
-                    f", mixed precision {self.amp_dtype}" if self.amp_dtype else "")
+                    cfg.TRAIN.IMS_PER_BATCH, self.world_size,
+                    f", process group backend {torch.distributed.get_backend()}" if self.distributed else "",
+                    self.accumulate, self.device, f", mixed precision {self.amp_dtype}" if self.amp_dtype else "")
         previous_sigchld = self._watch_loader_workers()
         self.done = self.start_iter
         self._phase = "clean"  # clean: the state is that of iteration `done`; forward: restorable; update: not

@@ -23,11 +23,13 @@ def is_main_process():
 
 def init_distributed(device_type):
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); NCCL for CUDA,
-    gloo for CPU. Without those variables it does nothing: plain ``python tools/train_net.py`` is one process.
+    gloo for CPU. Without those variables it does nothing: plain ``python tools/train_net.py`` is one process;
+    with them it joins even as the only process (``torchrun --nproc_per_node 1`` runs the code path of N processes:
+    the process group, DDP).
 
     Returns (rank, world size, local rank).
     """
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
+    if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
         return 0, 1, 0
     if not is_distributed():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")

@@ -1,0 +1,243 @@
+"""The checks that need a CUDA device, as one prepared script: a session lent a GPU runs it once and records the
+figures in docs/benchmarks.md; CI never depends on it.
+
+    python tools/gpu_checks.py --out DIR [--device cuda] [--quick] [--only NAME ...] [--budget SECONDS]
+
+Checks, in order of priority, each in its own subprocess with its own time limit (a check that fails or runs out of
+time is recorded as such and the next one runs); every result is appended to DIR/gpu_checks.json as soon as it
+ends, so a run cut short keeps what finished:
+
+  om       the Panoptic-DeepLab OM's six targets for 4 crops of 1025x2049 under
+           torch.cuda.set_sync_debug_mode("warn"): every host synchronisation they cause, with the line that caused
+           it; their values against the same targets on the CPU (equal bit for bit); their time (median). Then the
+           OM decoding (panoptic_pred) at 1024x2048: equal to the CPU's, its time.
+  amp      the Quick-start config trained 20 iterations in float32 and with SOLVER.AMP.ENABLED (float16 and the
+           grad scaler on CUDA): both finish, the losses are finite, and the step times.
+  nccl     the Quick-start config through torchrun with one process: the NCCL process group, 5 iterations.
+  table1   tools/benchmark.py, the paper's Table 1, at the paper's 1025x2049 crops (batch 4), one round, the four
+           scenarios eager, then (i) and (iii) with MODEL.COMPILE (its JSON files beside gpu_checks.json).
+
+``--device cpu --quick`` runs the same code on the CPU at tiny sizes (a test does, so that the script does not rot;
+there the synchronisation check has nothing to watch). ``--budget`` (default 540 s) bounds the whole run: a check
+gets at most the time left.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK_START = "configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml"
+TABLE1 = "configs/synthetic/table1_mbv2_os32.yaml"
+STEP = re.compile(r"iter (\d+)/\d+ .*?loss ([-+0-9.eEnaif]+) .* step ([0-9.]+)s")
+CHECKS = ("om", "amp", "nccl", "table1")  # in order of priority
+LIMITS = {"om": 150, "amp": 180, "nccl": 90, "table1": 420}  # seconds each check may take at most
+
+
+def _timed(fn, device, repeat):
+    """Median seconds of ``repeat`` calls of ``fn`` after one untimed call (the device synchronised around each)."""
+    import torch
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()
+    times = []
+    for _ in range(repeat):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def check_om(device_name, quick):
+    """The OM's targets and decoding on the device: synchronisations, equality with the CPU, time."""
+    import numpy as np
+    import torch
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from benchmark_decoding import network_outputs
+
+    from segmentation.config import load_config
+    from segmentation.data.datasets import SYNTHETIC_METADATA as META
+    from segmentation.data.datasets import render_scene
+    from segmentation.data.transforms import encode_panoptic
+    from segmentation.model.output_math import compose
+
+    device = torch.device(device_name)
+    cfg = load_config(os.path.join(ROOT, "configs/synthetic/om_panoptic_deeplab_mbv2_synthetic.yaml"),
+                      ["POST_PROCESSING.STUFF_AREA", "2048", "OM.MAX_INSTANCES", "128"])
+    names = ("semantic_truth", "center_truth", "offset_truth", "semantic_weights_truth", "center_weights_truth",
+             "offset_weights_truth")
+    cls = compose("panoptic-deeplab")
+    h, w = (65, 129) if quick else (1025, 2049)
+    rng = np.random.default_rng(0)
+    pan = torch.stack([encode_panoptic(ids, segs, META)
+                       for _, ids, segs in (render_scene(rng, h, w, max_objects=30, crowd_prob=0.2)
+                                            for _ in range(4))])
+
+    def targets(p):
+        om = cls({"panoptic_truth": p}, config=cfg, metadata=META)
+        return [getattr(om, name)() for name in names]
+
+    expected = targets(pan)
+    on_device = pan.to(device)
+    targets(on_device)  # lazy initialisation (kernels, tables) is not what the check looks for
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = targets(on_device)
+    if device.type == "cuda":
+        torch.cuda.set_sync_debug_mode(0)
+    syncs = sorted({f"{os.path.relpath(w.filename, ROOT)}:{w.lineno}: {str(w.message).splitlines()[0]}"
+                    for w in caught if "synchroniz" in str(w.message)})
+    equal = {name: bool(torch.equal(a, b.cpu())) for name, a, b in zip(names, expected, got)}
+    seconds = _timed(lambda: targets(on_device), device, 10)
+
+    dh, dw = (64, 128) if quick else (1024, 2048)
+    logits, heat, offsets = network_outputs(dh, dw, META.num_classes, 80)
+
+    def decode(logits, heat, offsets):
+        raw = {"semantic_pred": logits, "center_pred": heat, "offset_pred": offsets}
+        return cls(raw, config=cfg, metadata=META).panoptic_pred()
+
+    reference = decode(logits, heat, offsets)
+    moved = [t.to(device) for t in (logits, heat, offsets)]
+    decoded_equal = bool(torch.equal(decode(*moved).cpu(), reference))
+    return {"targets_size": [4, h, w], "targets_syncs": syncs, "targets_equal_cpu": equal,
+            "targets_ms": round(1e3 * seconds, 2),
+            "targets_cpu_ms": round(1e3 * _timed(lambda: targets(pan), torch.device("cpu"), 3), 2),
+            "decoding_size": [dh, dw], "decoding_equal_cpu": decoded_equal,
+            "decoding_ms": round(1e3 * _timed(lambda: decode(*moved), device, 5), 2),
+            "ok": not syncs and all(equal.values()) and decoded_equal}
+
+
+def _train(out, device, quick, opts, torchrun=False):
+    """Run tools/train_net.py on the Quick-start config; (return code, [(iteration, loss, step seconds)], tail)."""
+    iterations = 4 if quick else 20
+    command = ["tools/train_net.py", "--cfg", QUICK_START, "OUTPUT_DIR", out, "DEVICE", device,
+               "TRAIN.MAX_ITER", str(iterations), "PRINT_FREQ", str(iterations // 2), "CKPT_FREQ", "0",
+               "DEBUG.TENSORBOARD", "False", *opts]
+    if torchrun:
+        command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", *command]
+    r = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True)
+    log = os.path.join(out, "log.txt")
+    text = open(log).read() if os.path.exists(log) else r.stdout + r.stderr
+    steps = [(int(m.group(1)), float(m.group(2)), float(m.group(3))) for m in STEP.finditer(text)]
+    return r.returncode, steps, (r.stdout + r.stderr)[-1500:]
+
+
+def check_amp(device, quick, out):
+    import math
+    result = {}
+    for name, opts in (("float32", []), ("amp", ["SOLVER.AMP.ENABLED", "True"])):
+        rc, steps, tail = _train(os.path.join(out, f"amp_{name}"), device, quick, opts)
+        result[name] = {"rc": rc, "losses": [s[1] for s in steps], "step_s": steps[-1][2] if steps else None}
+        if rc:
+            result[name]["tail"] = tail
+    result["ok"] = all(result[k]["rc"] == 0 and result[k]["losses"] and all(math.isfinite(x) for x in
+                                                                           result[k]["losses"])
+                       for k in ("float32", "amp"))
+    if result["ok"]:
+        result["amp_speedup"] = round(result["float32"]["step_s"] / result["amp"]["step_s"], 2)
+    return result
+
+
+def check_nccl(device, quick, out):
+    folder = os.path.join(out, "nccl")
+    rc, steps, tail = _train(folder, device, quick, [], torchrun=True)
+    log = os.path.join(folder, "log.txt")
+    backend = re.search(r"backend (\w+)", open(log).read()) if os.path.exists(log) else None
+    return {"rc": rc, "iterations": steps[-1][0] if steps else 0, "backend": backend.group(1) if backend else None,
+            "ok": rc == 0 and bool(steps), **({"tail": tail} if rc else {})}
+
+
+def check_table1(device, quick, out, limit):
+    size = ["DATASET.SYNTHETIC.IMAGE_SIZE", "(64, 128)", "DATASET.CROP_SIZE", "(65, 129)", "TEST.CROP_SIZE",
+            "(65, 129)"] if quick else \
+        ["DATASET.SYNTHETIC.IMAGE_SIZE", "(1024, 2048)", "DATASET.CROP_SIZE", "(1025, 2049)", "TEST.CROP_SIZE",
+         "(1025, 2049)", "DATALOADER.NUM_WORKERS", "8"]
+    counts = ["--iters", "1", "--warmup", "0"] if quick else ["--iters", "3", "--warmup", "2"]
+    if quick:  # the self-test traces the compiled scenarios without inductor's minutes of compilation
+        size += ["MODEL.COMPILE_BACKEND", "eager"]
+    result, t0 = {"ok": True}, time.time()
+    for name, extra in (("eager", []), ("compiled", ["--compile", "--scenarios", "i,iii"])):
+        path = os.path.join(out, f"table1_{name}.json")
+        command = [sys.executable, "tools/benchmark.py", "--cfg", TABLE1, *counts, "--rounds", "1", "--json", path,
+                   *extra, "DEVICE", device, *size]
+        try:
+            r = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                               timeout=max(1, limit - (time.time() - t0)))
+        except subprocess.TimeoutExpired:
+            result[name] = {"timed_out": True}
+            result["ok"] = False
+            break
+        result[name] = {"rc": r.returncode, "table": r.stdout[-3000:]}
+        result["ok"] = result["ok"] and r.returncode == 0
+        if r.returncode:
+            result[name]["tail"] = r.stderr[-1500:]
+    return result
+
+
+# check name -> its function of the parsed arguments (run in a child process)
+RUNNERS = {"om": lambda a: check_om(a.device, a.quick), "amp": lambda a: check_amp(a.device, a.quick, a.out),
+           "nccl": lambda a: check_nccl(a.device, a.quick, a.out),
+           "table1": lambda a: check_table1(a.device, a.quick, a.out, a.limit)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder of gpu_checks.json and the runs' folders")
+    parser.add_argument("--device", default="cuda", help="cuda (cpu: the quick self-test)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not for the record)")
+    parser.add_argument("--only", nargs="+", choices=CHECKS, default=list(CHECKS))
+    parser.add_argument("--budget", type=float, default=540, help="seconds for all checks together")
+    parser.add_argument("--check", choices=CHECKS, help=argparse.SUPPRESS)  # a child running one check
+    parser.add_argument("--limit", type=float, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    if args.check:  # a child: its result as one JSON line on stdout
+        print("RESULT " + json.dumps(RUNNERS[args.check](args)))
+        return 0
+    import torch
+    record_path = os.path.join(args.out, "gpu_checks.json")
+    record = {"torch": torch.__version__, "device": args.device, "quick": args.quick,
+              "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "checks": {}}
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    start, failed = time.time(), 0
+    for name in args.only:
+        left = args.budget - (time.time() - start)
+        if left < 10:
+            record["checks"][name] = {"ok": False, "skipped": "no time left in --budget"}
+            failed += 1
+            continue
+        limit = min(LIMITS[name], left)
+        t0 = time.time()
+        command = [sys.executable, __file__, "--out", args.out, "--device", args.device, "--check", name,
+                   "--limit", str(limit - 5)] + (["--quick"] if args.quick else [])
+        try:
+            r = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
+            line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
+            result = json.loads(line[len("RESULT "):]) if line else {"ok": False, "rc": r.returncode,
+                                                                      "tail": (r.stdout + r.stderr)[-2000:]}
+        except subprocess.TimeoutExpired:
+            result = {"ok": False, "timed_out": limit}
+        result["seconds"] = round(time.time() - t0, 1)
+        record["checks"][name] = result
+        failed += not result.get("ok")
+        with open(record_path, "w") as f:
+            json.dump(record, f, indent=1)
+        print(f"{name}: {'ok' if result.get('ok') else 'FAILED'} ({result['seconds']} s)", flush=True)
+    with open(record_path, "w") as f:
+        json.dump(record, f, indent=1)
+    print(json.dumps(record, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
