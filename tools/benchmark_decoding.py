@@ -7,7 +7,8 @@ over ``--classes`` channels (the scene's classes plus noise), the Gaussian centr
 spurious peaks, and its offsets plus noise. Freed memory is kept as in evaluation on CPU (CPU_KEEP_FREED_MEMORY;
 ``--default-allocator`` to compare). Printed, medians of ``--repeat`` runs in this process:
 
-1. each stage of ``get_panoptic_segmentation`` (semantic argmax, centre NMS and top-k, grouping, merge) and the total;
+1. each stage of ``get_panoptic_segmentation`` (semantic argmax, centre NMS and top-k, grouping, merge), the total,
+   and the memory floor measured beside it (the logits read once);
 2. the same decoding through the OM (``panoptic_pred``);
 3. the original repository's rules written plainly (``post_processing.reference``: full K x H x W distances, loops
    over instances and classes), timed once, and whether its panoptic map equals ours.
@@ -100,6 +101,9 @@ def main(argv=None):
         print(f"   {name:32s} {1e3 * median_time(fn, args.repeat):7.1f} ms")
     t_ours = median_time(ours, args.repeat)
     print(f"   {'total':32s} {1e3 * t_ours:7.1f} ms")
+    t_read = median_time(lambda: logits.amax(1), args.repeat)
+    print(f"   memory floor (reading the {args.classes} logit planes once, amax) {1e3 * t_read:.1f} ms   "
+          f"total / floor {t_ours / t_read:.1f}")
     scene_logits = logits[:, :META.num_classes].contiguous()
     om_pan = through_om(scene_logits)
     same = torch.equal(om_pan, get_panoptic_segmentation(scene_logits, heat, offsets, things, div, pp.STUFF_AREA,
