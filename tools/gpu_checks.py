@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -40,26 +39,19 @@ LIMITS = {"om": 150, "amp": 180, "nccl": 90, "table1": 420}  # seconds each chec
 
 
 def _timed(fn, device, repeat):
-    """Median seconds of ``repeat`` calls of ``fn`` after one untimed call (the device synchronised around each)."""
+    """Median seconds of ``repeat`` calls of ``fn`` after one untimed call, each ending with the device
+    synchronised (tools/_common.median_time)."""
     import torch
+    from _common import median_time
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn()
-    times = []
-    for _ in range(repeat):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_time(lambda: (fn(), sync()), repeat)
 
 
 def check_om(device_name, quick):
     """The OM's targets and decoding on the device: synchronisations, equality with the CPU, time."""
     import numpy as np
     import torch
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    from benchmark_decoding import network_outputs
+    from benchmark_decoding import network_outputs  # tools/ is this script's folder, on sys.path
 
     from segmentation.config import load_config
     from segmentation.data.datasets import SYNTHETIC_METADATA as META

@@ -255,9 +255,9 @@ def prepare_jobs(jobs, options):
     for job in jobs:
         os.makedirs(job.folder, exist_ok=True)
         write_json_atomically(os.path.join(job.folder, ABLATION_RECORD), job.record)
-        if options.cluster == "local" and not os.environ.get("OMP_NUM_THREADS"):
+        processes = options.jobs * options.tasks  # one job at a time measures the machine's load itself
+        if options.cluster == "local" and processes > 1 and not os.environ.get("OMP_NUM_THREADS"):
             cfg = load_config(job.config, job.opts)
-            processes = options.jobs * options.tasks
-            if cfg.NUM_THREADS == 0 and processes > 1:  # one job at a time measures the machine's load itself
+            if cfg.NUM_THREADS == 0:
                 job.threads = choose_num_threads(cfg, local_processes=processes)[0]
         job.distributed = options.cluster != "debug" and options.tasks > 1

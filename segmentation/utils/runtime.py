@@ -50,9 +50,14 @@ def cgroup_cpu_limit(root="/sys/fs/cgroup"):
     return None
 
 
+def _affinity():
+    """The set of CPUs this process may run on (all of the machine's where the platform has no affinity mask)."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
 def available_cpus():
     """CPUs this process may use: its affinity mask, capped by the cgroup quota (not the machine's core count)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = len(_affinity())
     limit = cgroup_cpu_limit()
     return max(1, min(cpus, int(limit))) if limit is not None else cpus
 
@@ -75,8 +80,7 @@ def busy_cpus_of_others(sample_seconds=0.3, stat_path="/proc/stat", cpus=None):
     """How many of this process's CPUs (its affinity) other processes keep busy: the busy share of each CPU over
     ``sample_seconds`` (from ``/proc/stat``), summed, minus this process's own CPU time meanwhile; 0.0 where the file
     cannot be read (not Linux)."""
-    cpus = set(cpus if cpus is not None else (os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity")
-                                               else range(os.cpu_count() or 1)))
+    cpus = set(cpus if cpus is not None else _affinity())
     try:
         before, own = _cpu_times(cpus, stat_path), time.process_time()
         time.sleep(sample_seconds)
@@ -108,9 +112,8 @@ def choose_num_threads(cfg, local_processes=None, busy=None):
     if local > 1:
         return max(1, cpus // local), (f"automatic: {cpus} CPU(s) available / {local} local processes; "
                                        f"NUM_THREADS sets it")
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = busy_cpus_of_others() if busy is None else busy
-    threads = max(1, min(cpus, int(affinity - busy + 0.5)))
+    threads = max(1, min(cpus, int(len(_affinity()) - busy + 0.5)))
     return threads, (f"automatic: {cpus} CPU(s) available, {busy:.1f} kept busy by other processes; "
                      f"NUM_THREADS sets it")
 

@@ -186,14 +186,16 @@ def get_instance_segmentation(sem_seg, ctr_hmp, offsets, thing_list, threshold=0
 
 
 def _class_votes(sem_seg, ins_seg, counted, num_classes):
-    """long [K + 1, num_classes]: pixels of each (instance id, class) among ``counted`` (K = max instance id).
+    """(votes long [K + 1, num_classes], bins long like the pixels): pixels of each (instance id, class) among
+    ``counted`` (K = max instance id), and each pixel's bin, instance id * num_classes + class.
 
-    Pixels that are not counted go to one extra bin, dropped afterwards: one bincount, no boolean compaction.
+    Pixels that are not counted go to one extra bin, (K + 1) * num_classes, dropped from the votes: one bincount, no
+    boolean compaction.
     """
     n_ins = int(ins_seg.max().item()) + 1 if ins_seg.numel() else 1
-    bins = torch.where(counted, ins_seg * num_classes + sem_seg, n_ins * num_classes)
+    bins = (ins_seg.long() * num_classes).add_(sem_seg).masked_fill_(~counted, n_ins * num_classes)
     votes = torch.bincount(bins.reshape(-1), minlength=(n_ins + 1) * num_classes)[:n_ins * num_classes]
-    return votes.view(n_ins, num_classes)
+    return votes.view(n_ins, num_classes), bins
 
 
 def _majority(votes):
@@ -214,7 +216,7 @@ def instance_classes(sem_seg, ins_seg, is_thing, num_classes):
         (classes long [K + 1], present bool [K + 1]): entry i is instance id i; ``present`` is False for ids
         without voting pixels (id 0 included).
     """
-    return _majority(_class_votes(sem_seg, ins_seg, is_thing & (ins_seg > 0), num_classes))
+    return _majority(_class_votes(sem_seg, ins_seg, is_thing & (ins_seg > 0), num_classes)[0])
 
 
 def merge_semantic_and_instance(sem_seg, ins_seg, semantic_thing_seg, label_divisor, thing_list, stuff_area,
@@ -231,13 +233,10 @@ def merge_semantic_and_instance(sem_seg, ins_seg, semantic_thing_seg, label_divi
     ins_seg = ins_seg.long()
     n_cls = int(sem_seg.max().item()) + 1 if sem_seg.numel() else 1
     n_cls = max(n_cls, max(thing_list, default=0) + 1)
-    n_ins = int(ins_seg.max().item()) + 1 if ins_seg.numel() else 1
-    # every pixel's (instance id, class) bin; pixels of an instance that are not things go to one extra bin. Row 0
-    # (pixels outside instances) counts the stuff areas, rows 1..K the class votes of the instances, and the panoptic
-    # map is one lookup of the bins in a table of the ids each bin gets.
-    counted = _as_mask(semantic_thing_seg) | (ins_seg == 0)
-    bins = (ins_seg * n_cls).add_(sem_seg).masked_fill_(~counted, n_ins * n_cls)
-    votes = torch.bincount(bins.reshape(-1), minlength=(n_ins + 1) * n_cls)[:n_ins * n_cls].view(n_ins, n_cls)
+    # row 0 of the votes (pixels outside instances) counts the stuff areas, rows 1..K the class votes of the
+    # instances (pixels of an instance that are not things are not counted); the panoptic map is one lookup of each
+    # pixel's bin in a table of the ids the bins get
+    votes, bins = _class_votes(sem_seg, ins_seg, _as_mask(semantic_thing_seg) | (ins_seg == 0), n_cls)
 
     ins_class, present = _majority(votes)
     one_hot = torch.zeros(len(ins_class), n_cls, dtype=torch.long, device=sem_seg.device)

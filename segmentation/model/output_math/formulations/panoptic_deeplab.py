@@ -134,39 +134,38 @@ class PanopticVariables(OutputMath):
 class PanDLGroundTruth(PanopticVariables):
     """Panoptic-DeepLab targets, computed on the model's device (blue block "Groundtruth" of Figure 7)."""
 
+    def _segment_sums(self, plane):
+        """[N * L] long: for every entry of the flattened segment tables, the sum of ``plane`` ([H, W] integers, the
+        same for every image) over the entry's pixels: one scatter_add_ into the [N, L] tables from the plane
+        expanded over the images (not copied); static shapes, no host synchronisation on any device."""
+        entry = self.segment_entry_truth()
+        n = entry.shape[0]
+        sums = torch.zeros(n, self.segment_table_size(), dtype=torch.long, device=self.device)
+        return sums.scatter_add_(1, entry.reshape(n, -1), plane.reshape(1, -1).expand(n, -1)).view(-1)
+
     def segment_area_truth(self):
         """[N, L] long: number of pixels of every panoptic id in every image (0 when absent)."""
-        n, size = self.panoptic_truth().shape[0], self.segment_table_size()
-        idx = self.segment_index_truth().reshape(-1)
-        # bincount's output size depends on the data: compiled code needs a static one, and on CUDA bincount reads
-        # the maximum back to the host (a synchronisation); a scatter into the [N, L] table needs neither
-        if torch.compiler.is_compiling() or idx.device.type != "cpu":
-            return torch.zeros(n * size, dtype=torch.long, device=self.device).index_add_(
-                0, idx, torch.ones_like(idx)).view(n, size)
-        return torch.bincount(idx, minlength=n * size).view(n, size)
+        h, w = self.panoptic_truth().shape[-2:]
+        ones = torch.ones((), dtype=torch.long, device=self.device).expand(h, w)
+        return self._segment_sums(ones).view(-1, self.segment_table_size())
 
     def centroids_truth(self):
         """[N, L, 2] float64: (y, x) centre of mass of every segment in pixels (0 for absent ids; L: see
         segment_table_size)."""
-        entry = self.segment_entry_truth().reshape(self.panoptic_truth().shape[0], -1)
-        n = entry.shape[0]
-        h, w = self.panoptic_truth().shape[-2:]
+        n, h, w = self.panoptic_truth().shape
         ys = torch.arange(h, device=self.device).view(h, 1)
         xs = torch.arange(w, device=self.device)
-        # exact integer coordinate sums, added into the [N, L] tables by scatter_add_ from coordinate planes
-        # expanded over the images (not copied); both packed into one int64 as y * 2^shift + x when they fit (the x
-        # sums never carry into the y part), else one scatter per coordinate
+        # exact integer coordinate sums; both packed into one int64 as y * 2^shift + x when they fit (the x sums
+        # never carry into the y part), else one sum per coordinate
         shift = (h * w * max(w - 1, 1)).bit_length()
-        packed = (h * w * max(h - 1, 1)) << shift < 2 ** 63
-        planes = [(ys << shift) + xs] if packed else [ys.expand(h, w), xs.expand(h, w)]
-        sums = [torch.zeros(n, self.segment_table_size(), dtype=torch.long, device=self.device).scatter_add_(
-            1, entry, plane.reshape(1, -1).expand(n, -1)).view(-1) for plane in planes]
-        if packed:
-            sums = [sums[0] >> shift, sums[0] & ((1 << shift) - 1)]
-        sums = torch.stack(sums, dim=-1)
+        if (h * w * max(h - 1, 1)) << shift < 2 ** 63:
+            packed = self._segment_sums((ys << shift) + xs)
+            sums = [packed >> shift, packed & ((1 << shift) - 1)]
+        else:
+            sums = [self._segment_sums(ys.expand(h, w)), self._segment_sums(xs.expand(h, w))]
         # integer sums in float64 divided by the area: numpy's mean of the coordinates, bit for bit
         area = self.segment_area_truth().reshape(-1, 1).clamp(min=1)
-        return (sums.to(torch.float64) / area).view(n, -1, 2)
+        return (torch.stack(sums, dim=-1).to(torch.float64) / area).view(n, -1, 2)
 
     def thing_segments_truth(self):
         """[N, K] long: panoptic ids of the thing segments present in each image (crowd included), -1 as padding;
