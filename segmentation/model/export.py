@@ -17,11 +17,17 @@ EXPORT_FORMATS = ("torchscript", "onnx")
 
 class PanopticExportModel(nn.Module):
     """``forward(image [1, 3, H, W])`` -> (panoptic ids long [1, H, W] in the train-id encoding, semantic train ids
-    long [1, H, W]); decoding with POST_PROCESSING.* (TOP_K_INSTANCE bounds the number of centres)."""
+    long [1, H, W]); decoding with POST_PROCESSING.* (TOP_K_INSTANCE bounds the number of centres).
 
-    def __init__(self, net, metadata, post_processing):
+    ``raw_outputs=True`` appends the network outputs the decoding read (semantic logits [1, C, H, W], centre heatmap
+    [1, 1, H, W], offsets [1, 2, H, W]): another runtime (onnxruntime) computes the network with its own rounding,
+    so its decoding is checked exactly against these, and only these against the eager network (closely).
+    """
+
+    def __init__(self, net, metadata, post_processing, raw_outputs=False):
         super().__init__()
         self.net = net
+        self.raw_outputs = raw_outputs
         table = torch.zeros(metadata.num_classes, dtype=torch.bool)
         table[list(metadata.thing_ids)] = True
         self.register_buffer("thing_table", table, persistent=False)
@@ -32,12 +38,19 @@ class PanopticExportModel(nn.Module):
             raise ValueError("Export needs POST_PROCESSING.TOP_K_INSTANCE > 0: it bounds the number of centres.")
         self.max_centers = pp.TOP_K_INSTANCE
 
+    def decode(self, logits, heat, offsets):
+        """Panoptic ids [H, W] (long) of logits [C, H, W], heatmap [H, W] and offsets [2, H, W]: the exported
+        decoding."""
+        return static_panoptic(logits, heat, offsets, self.thing_table, self.label_divisor, self.stuff_area,
+                               self.void_label, self.threshold, self.nms_kernel, self.max_centers)
+
     def forward(self, image):
         h, w = image.shape[-2:]
         out = self.net(pad_test_images(image, self.net.test_crop_size))
         logits, heat, offsets = out["semantic"][0, :, :h, :w], out["center"][0, 0, :h, :w], out["offset"][0, :, :h, :w]
-        panoptic = static_panoptic(logits, heat, offsets, self.thing_table, self.label_divisor, self.stuff_area,
-                                   self.void_label, self.threshold, self.nms_kernel, self.max_centers)
+        panoptic = self.decode(logits, heat, offsets)
+        if self.raw_outputs:
+            return panoptic[None], torch.argmax(logits, dim=0)[None], logits[None], heat[None, None], offsets[None]
         return panoptic[None], torch.argmax(logits, dim=0)[None]
 
 
@@ -55,6 +68,7 @@ def export_model(model, example, path, fmt):
         if fmt == "torchscript":
             torch.jit.trace(model, (example,), check_trace=False).save(path)
         else:
-            torch.onnx.export(model, (example,), path, input_names=["image"], output_names=["panoptic", "semantic"],
-                              dynamo=True, external_data=False)
+            names = ["panoptic", "semantic"] + (["semantic_logits", "center", "offset"] if model.raw_outputs else [])
+            torch.onnx.export(model, (example,), path, input_names=["image"], output_names=names, dynamo=True,
+                              external_data=False)
     return path

@@ -6,6 +6,7 @@ import torch
 from segmentation.data import build_test_loader
 from segmentation.data.datasets import SYNTHETIC_METADATA as META
 from segmentation.engine import Trainer, predict
+from segmentation.model.export import PanopticExportModel, export_model
 from segmentation.model.post_processing import get_panoptic_segmentation
 from segmentation.model.post_processing.static import static_panoptic
 from tests.model.test_post_processing import THINGS, _realistic_outputs
@@ -29,10 +30,9 @@ def test_static_decoding_without_centres():
     assert pan.eq(255000).all()
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_exported_model_reproduces_the_eager_panoptic_maps(synthetic_cfg, tmp_path, fmt):
-    import export
-    pytest.importorskip("onnxruntime")
+def _trained_like(synthetic_cfg, tmp_path):
+    """(trainer, config path): an untrained synthetic model whose decoded maps hold instances (a thing class
+    favoured), saved as the config's weights; many centres (threshold 0) and the strict top-k rule in use."""
     synthetic_cfg.OUTPUT_DIR = str(tmp_path)
     synthetic_cfg.POST_PROCESSING.CENTER_THRESHOLD = 0.0  # an untrained heatmap: many centres
     synthetic_cfg.POST_PROCESSING.TOP_K_INSTANCE = 8  # fewer peaks than that would not test the strict rule
@@ -40,26 +40,92 @@ def test_exported_model_reproduces_the_eager_panoptic_maps(synthetic_cfg, tmp_pa
     trainer = Trainer(synthetic_cfg)
     _favour_a_thing_class(trainer.model, build_test_loader(synthetic_cfg))
     torch.save({"model": trainer.model.state_dict()}, tmp_path / "final_state.pth")
-    out = str(tmp_path / f"model.{fmt}")
+    return trainer, _write_cfg(synthetic_cfg, tmp_path)
+
+
+_OPTS = ["POST_PROCESSING.CENTER_THRESHOLD", "0.0", "POST_PROCESSING.TOP_K_INSTANCE", "8",
+         "POST_PROCESSING.STUFF_AREA", "16"]
+
+
+def _eager_panoptic(net, image, pp):
+    o = predict(net, image)
+    pan, _ = get_panoptic_segmentation(o["semantic"], o["center"], o["offset"], META.thing_ids, META.label_divisor,
+                                       pp.STUFF_AREA, META.void_label, pp.CENTER_THRESHOLD, pp.NMS_KERNEL,
+                                       pp.TOP_K_INSTANCE)
+    return pan, o
+
+
+def test_torchscript_export_reproduces_the_eager_panoptic_maps(synthetic_cfg, tmp_path):
+    """TorchScript runs torch's kernels: the exported maps equal the eager decoding's bit for bit."""
+    import export
+    trainer, cfg_path = _trained_like(synthetic_cfg, tmp_path)
+    out = str(tmp_path / "model.pt")
     h, w = synthetic_cfg.DATASET.SYNTHETIC.IMAGE_SIZE
-    opts = ["POST_PROCESSING.CENTER_THRESHOLD", "0.0", "POST_PROCESSING.TOP_K_INSTANCE", "8",
-            "POST_PROCESSING.STUFF_AREA", "16"]
-    assert export.main(["--cfg", _write_cfg(synthetic_cfg, tmp_path), "--format", fmt, "--size", str(h), str(w),
-                        "--output", out, *opts]) == 0
-    net = trainer.model.eval()
-    pp = synthetic_cfg.POST_PROCESSING
-    instances = 0
+    assert export.main(["--cfg", cfg_path, "--format", "torchscript", "--size", str(h), str(w), "--output", out,
+                        *_OPTS]) == 0
+    net, instances = trainer.model.eval(), 0
     for batch in build_test_loader(synthetic_cfg):
-        image = batch["image"]
-        o = predict(net, image)
-        eager, _ = get_panoptic_segmentation(o["semantic"], o["center"], o["offset"], META.thing_ids,
-                                             META.label_divisor, pp.STUFF_AREA, META.void_label,
-                                             pp.CENTER_THRESHOLD, pp.NMS_KERNEL, pp.TOP_K_INSTANCE)
-        panoptic, semantic = export.run_exported(out, fmt, image)
-        assert (torch.from_numpy(panoptic) == eager).all()
-        assert (torch.from_numpy(semantic) == o["semantic"].argmax(1)).all()
+        eager, o = _eager_panoptic(net, batch["image"], synthetic_cfg.POST_PROCESSING)
+        panoptic, semantic = export.run_exported(out, "torchscript", batch["image"])
+        assert torch.equal(torch.from_numpy(panoptic), eager)
+        assert torch.equal(torch.from_numpy(semantic), o["semantic"].argmax(1))
         instances += int(((eager % META.label_divisor) > 0).sum() > 0)
     assert instances > 0  # the maps compared hold instances
+
+
+def test_onnx_export_decodes_its_own_outputs_exactly(synthetic_cfg, tmp_path):
+    """onnxruntime computes the network with its own rounding (which depends on thread counts, as torch's does), so
+    a near-tie of the untrained heatmap may decode differently from torch's: the exported decoding must equal
+    get_panoptic_segmentation of onnxruntime's own network outputs exactly, and these must be close to torch's."""
+    import export
+    pytest.importorskip("onnxruntime")
+    trainer, cfg_path = _trained_like(synthetic_cfg, tmp_path)
+    h, w = synthetic_cfg.DATASET.SYNTHETIC.IMAGE_SIZE
+    assert export.main(["--cfg", cfg_path, "--format", "onnx", "--size", str(h), str(w), "--output",
+                        str(tmp_path / "model.onnx"), *_OPTS]) == 0
+    net, pp = trainer.model.eval(), synthetic_cfg.POST_PROCESSING
+    model = PanopticExportModel(net, META, pp, raw_outputs=True).eval()
+    out = export_model(model, torch.zeros(1, 3, h, w), str(tmp_path / "raw.onnx"), "onnx")
+    instances = 0
+    for batch in build_test_loader(synthetic_cfg):
+        panoptic, semantic, logits, heat, offsets = map(torch.from_numpy, export.run_exported(out, "onnx",
+                                                                                               batch["image"]))
+        ours, _ = get_panoptic_segmentation(logits, heat, offsets, META.thing_ids, META.label_divisor, pp.STUFF_AREA,
+                                            META.void_label, pp.CENTER_THRESHOLD, pp.NMS_KERNEL, pp.TOP_K_INSTANCE)
+        assert torch.equal(panoptic, ours)
+        assert torch.equal(semantic, logits.argmax(1))
+        o = predict(net, batch["image"])
+        for runtime, eager in zip((logits, heat, offsets), (o["semantic"], o["center"], o["offset"])):
+            assert (runtime - eager).abs().max() <= export.RUNTIME_TOLERANCE * eager.abs().max()
+        instances += int(((ours % META.label_divisor) > 0).sum() > 0)
+    assert instances > 0
+
+
+@pytest.mark.parametrize("tipped", [False, True])
+def test_export_check_tells_rounding_from_a_wrong_decoding(synthetic_cfg, tmp_path, monkeypatch, tipped):
+    """check_exported: an ONNX map that differs from the eager one passes when the exported decoding is exact on
+    onnxruntime's own outputs (a near-tie tipped by rounding), and fails when it is not."""
+    import export
+    pytest.importorskip("onnxruntime")
+    trainer, _ = _trained_like(synthetic_cfg, tmp_path)
+    h, w = synthetic_cfg.DATASET.SYNTHETIC.IMAGE_SIZE
+    model = PanopticExportModel(trainer.model.eval(), META, synthetic_cfg.POST_PROCESSING).eval()
+    image = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    path = export_model(model, image, str(tmp_path / "model.onnx"), "onnx")
+    assert export.check_exported(model, path, "onnx", image)[0] is True
+    real, calls = export.run_exported, []
+
+    def run_with_a_changed_map(*args):
+        out = real(*args)
+        calls.append(args[0])
+        if len(calls) == 1 or not tipped:  # the first run differs; the raw-output copy too unless only rounding
+            out[0][0, 0, 0] += 1
+        return out
+    monkeypatch.setattr(export, "run_exported", run_with_a_changed_map)
+    ok, message = export.check_exported(model, path, "onnx", image)
+    assert len(calls) == 2 and ok is tipped and "DIFFERS" in message and "1 of" in message
+    assert ("decoding of its own outputs is exact" in message) is tipped
+    assert model.raw_outputs is False
 
 
 def _favour_a_thing_class(net, loader):
