@@ -1,13 +1,14 @@
 """Benchmark of the output-mathematics machinery and of the Panoptic-DeepLab OM (prints numbers, asserts nothing).
 
-    python tools/benchmark_om.py [--repeat 7] [--quick]
+    python tools/benchmark_om.py [--repeat 7] [--quick] [--compile]
 
 Every comparison is a ratio of two timings taken in the same process on the same inputs (medians of --repeat runs):
 
 1. memoization: a cache hit and a miss against a plain method call (µs);
 2. OM calls per training step on batches with few and many instances, and their estimated cost;
 3. targets for a batch of 4 crops of 512x1024: OM (on the batch) against the CPU generator (image by image), with
-   freed memory kept as in training (CPU_KEEP_FREED_MEMORY), and the OM again with glibc's default allocator;
+   freed memory kept as in training (CPU_KEEP_FREED_MEMORY), the memory floor, the OM again with glibc's default
+   allocator, and with ``--compile`` the OM's targets compiled with inductor in one graph;
 4. decoding at 1024x2048 with ~50 centres: OM ``panoptic_pred`` against ``get_panoptic_segmentation``;
 5. a training step (forward, OM targets and losses, backward) of learnable-centers + push-pull against the plain OM.
 """
@@ -95,7 +96,7 @@ def bench_calls(t_hit, t_miss):
               f"~{1e6 * cost:.1f} µs = {100 * cost / step:.3f}% of the {1e3 * step:.1f} ms OM computation")
 
 
-def bench_targets(repeat, h, w, only_om=False):
+def bench_targets(repeat, h, w, only_om=False, compiled=False):
     cfg = _cfg()
     d = cfg.DATASET
     scenes = _scenes(4, h, w, 30, seed=1)
@@ -107,10 +108,9 @@ def bench_targets(repeat, h, w, only_om=False):
     names = ("semantic_truth", "center_truth", "offset_truth", "semantic_weights_truth", "center_weights_truth",
              "offset_weights_truth")
 
-    def om_targets():
+    def om_targets(pan=pan):
         om = compose("panoptic-deeplab")({"panoptic_truth": pan}, config=cfg, metadata=META)
-        for name in names:
-            getattr(om, name)()
+        return tuple(getattr(om, name)() for name in names)
 
     def cpu_targets():
         for _, ids, segs in scenes:
@@ -138,6 +138,15 @@ def bench_targets(repeat, h, w, only_om=False):
           f"OM / floor {t_om / t_floor:.1f}")
     # this process keeps freed memory as training does (CPU_KEEP_FREED_MEMORY); glibc's default returns large freed
     # blocks to the system, so that every fresh OM tensor is page-faulted in again: measured in a child process
+    if compiled:
+        fn = torch.compile(om_targets, fullgraph=True)  # one graph: OM.MAX_INSTANCES bounds the thing segments
+        t0 = time.perf_counter()
+        out = fn(pan)
+        t_compile = time.perf_counter() - t0
+        same = all(torch.equal(a, b) for a, b in zip(out, om_targets(pan)))
+        t_compiled = median_time(lambda: fn(pan), repeat)
+        print(f"   OM (batch) compiled with inductor (fullgraph, {t_compile:.0f} s to compile) "
+              f"{1e3 * t_compiled:.1f} ms   compiled / eager {t_compiled / t_om:.2f}   identical targets: {same}")
     child = subprocess.run([sys.executable, __file__, "--targets-only", "--default-allocator", "--repeat",
                             str(repeat), "--size", str(h), str(w)], capture_output=True, text=True, check=True)
     print(f"   OM (batch) with glibc's default allocator (CPU_KEEP_FREED_MEMORY False): {child.stdout.strip()} ms")
@@ -199,6 +208,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not for the record)")
+    parser.add_argument("--compile", action="store_true", help="section 3 also times the targets compiled with "
+                        "inductor (fullgraph; a C++ compiler and ~10 s to compile)")
     parser.add_argument("--targets-only", action="store_true", help=argparse.SUPPRESS)  # the child of section 3
     parser.add_argument("--size", type=int, nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--default-allocator", action="store_true", help="do not keep freed memory (as "
@@ -212,7 +223,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     t_hit, t_miss = bench_machinery(args.repeat)
     bench_calls(t_hit, t_miss)
-    bench_targets(args.repeat, *((128, 256) if args.quick else (512, 1024)))
+    bench_targets(args.repeat, *((128, 256) if args.quick else (512, 1024)), compiled=args.compile)
     bench_decoding(args.repeat, *((256, 512) if args.quick else (1024, 2048)))
     bench_learnable(max(3, args.repeat // 2))
 

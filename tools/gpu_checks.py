@@ -16,6 +16,8 @@ ends, so a run cut short keeps what finished:
   nccl     the Quick-start config through torchrun with one process: the NCCL process group, 5 iterations.
   table1   tools/benchmark.py, the paper's Table 1, at the paper's 1025x2049 crops (batch 4), one round, the four
            scenarios eager, then (i) and (iii) with MODEL.COMPILE (its JSON files beside gpu_checks.json).
+  om_compiled  the OM's six targets (as in om) compiled in one graph with inductor: compile time, equal to eager
+           bit for bit, time against eager (on this CPU: 0.78x, tools/benchmark_om.py --compile).
 
 ``--device cpu --quick`` runs the same code on the CPU at tiny sizes (a test does, so that the script does not rot;
 there the synchronisation check has nothing to watch). ``--budget`` (default 540 s) bounds the whole run: a check
@@ -34,8 +36,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK_START = "configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml"
 TABLE1 = "configs/synthetic/table1_mbv2_os32.yaml"
 STEP = re.compile(r"iter (\d+)/\d+ .*?loss ([-+0-9.eEnaif]+) .* step ([0-9.]+)s")
-CHECKS = ("om", "amp", "nccl", "table1")  # in order of priority
-LIMITS = {"om": 150, "amp": 180, "nccl": 90, "table1": 420}  # seconds each check may take at most
+CHECKS = ("om", "amp", "nccl", "table1", "om_compiled")  # in order of priority
+LIMITS = {"om": 150, "amp": 180, "nccl": 90, "table1": 420, "om_compiled": 150}  # seconds each may take at most
+OM_TARGETS = ("semantic_truth", "center_truth", "offset_truth", "semantic_weights_truth", "center_weights_truth",
+              "offset_weights_truth")
 
 
 def _timed(fn, device, repeat):
@@ -47,11 +51,11 @@ def _timed(fn, device, repeat):
     return median_time(lambda: (fn(), sync()), repeat)
 
 
-def check_om(device_name, quick):
-    """The OM's targets and decoding on the device: synchronisations, equality with the CPU, time."""
+def _om_targets(quick):
+    """(config, OM class, panoptic maps [4, H, W] of 1025x2049 (65x129 quick), function of maps -> the six OM
+    targets)."""
     import numpy as np
     import torch
-    from benchmark_decoding import network_outputs  # tools/ is this script's folder, on sys.path
 
     from segmentation.config import load_config
     from segmentation.data.datasets import SYNTHETIC_METADATA as META
@@ -59,11 +63,8 @@ def check_om(device_name, quick):
     from segmentation.data.transforms import encode_panoptic
     from segmentation.model.output_math import compose
 
-    device = torch.device(device_name)
     cfg = load_config(os.path.join(ROOT, "configs/synthetic/om_panoptic_deeplab_mbv2_synthetic.yaml"),
                       ["POST_PROCESSING.STUFF_AREA", "2048", "OM.MAX_INSTANCES", "128"])
-    names = ("semantic_truth", "center_truth", "offset_truth", "semantic_weights_truth", "center_weights_truth",
-             "offset_weights_truth")
     cls = compose("panoptic-deeplab")
     h, w = (65, 129) if quick else (1025, 2049)
     rng = np.random.default_rng(0)
@@ -73,8 +74,19 @@ def check_om(device_name, quick):
 
     def targets(p):
         om = cls({"panoptic_truth": p}, config=cfg, metadata=META)
-        return [getattr(om, name)() for name in names]
+        return tuple(getattr(om, name)() for name in OM_TARGETS)
+    return cfg, cls, pan, targets
 
+
+def check_om(device_name, quick):
+    """The OM's targets and decoding on the device: synchronisations, equality with the CPU, time."""
+    import torch
+    from benchmark_decoding import network_outputs  # tools/ is this script's folder, on sys.path
+
+    from segmentation.data.datasets import SYNTHETIC_METADATA as META
+
+    device = torch.device(device_name)
+    cfg, cls, pan, targets = _om_targets(quick)
     expected = targets(pan)
     on_device = pan.to(device)
     targets(on_device)  # lazy initialisation (kernels, tables) is not what the check looks for
@@ -88,7 +100,7 @@ def check_om(device_name, quick):
         torch.cuda.set_sync_debug_mode(0)
     syncs = sorted({f"{os.path.relpath(w.filename, ROOT)}:{w.lineno}: {str(w.message).splitlines()[0]}"
                     for w in caught if "synchroniz" in str(w.message)})
-    equal = {name: bool(torch.equal(a, b.cpu())) for name, a, b in zip(names, expected, got)}
+    equal = {name: bool(torch.equal(a, b.cpu())) for name, a, b in zip(OM_TARGETS, expected, got)}
     seconds = _timed(lambda: targets(on_device), device, 10)
 
     dh, dw = (64, 128) if quick else (1024, 2048)
@@ -101,12 +113,32 @@ def check_om(device_name, quick):
     reference = decode(logits, heat, offsets)
     moved = [t.to(device) for t in (logits, heat, offsets)]
     decoded_equal = bool(torch.equal(decode(*moved).cpu(), reference))
-    return {"targets_size": [4, h, w], "targets_syncs": syncs, "targets_equal_cpu": equal,
+    return {"targets_size": list(pan.shape), "targets_syncs": syncs, "targets_equal_cpu": equal,
             "targets_ms": round(1e3 * seconds, 2),
             "targets_cpu_ms": round(1e3 * _timed(lambda: targets(pan), torch.device("cpu"), 3), 2),
             "decoding_size": [dh, dw], "decoding_equal_cpu": decoded_equal,
             "decoding_ms": round(1e3 * _timed(lambda: decode(*moved), device, 5), 2),
             "ok": not syncs and all(equal.values()) and decoded_equal}
+
+
+def check_om_compiled(device_name, quick):
+    """The OM's six targets compiled in one graph (inductor; the eager backend in the quick self-test): compile
+    time, equality with the eager targets on the device, time against eager."""
+    import torch
+    device = torch.device(device_name)
+    _, _, pan, targets = _om_targets(quick)
+    pan = pan.to(device)
+    compiled = torch.compile(targets, fullgraph=True, backend="eager" if quick else "inductor")
+    t0 = time.time()
+    got = compiled(pan)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    compile_s = time.time() - t0
+    equal = {name: bool(torch.equal(a, b)) for name, a, b in zip(OM_TARGETS, targets(pan), got)}
+    eager_s, compiled_s = _timed(lambda: targets(pan), device, 10), _timed(lambda: compiled(pan), device, 10)
+    return {"targets_size": list(pan.shape), "compile_s": round(compile_s, 1), "equal_eager": equal,
+            "eager_ms": round(1e3 * eager_s, 2), "compiled_ms": round(1e3 * compiled_s, 2),
+            "compiled_over_eager": round(compiled_s / eager_s, 3), "ok": all(equal.values())}
 
 
 def _train(out, device, quick, opts, torchrun=False):
@@ -179,7 +211,8 @@ def check_table1(device, quick, out, limit):
 # check name -> its function of the parsed arguments (run in a child process)
 RUNNERS = {"om": lambda a: check_om(a.device, a.quick), "amp": lambda a: check_amp(a.device, a.quick, a.out),
            "nccl": lambda a: check_nccl(a.device, a.quick, a.out),
-           "table1": lambda a: check_table1(a.device, a.quick, a.out, a.limit)}
+           "table1": lambda a: check_table1(a.device, a.quick, a.out, a.limit),
+           "om_compiled": lambda a: check_om_compiled(a.device, a.quick)}
 
 
 def main(argv=None):
