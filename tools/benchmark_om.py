@@ -136,8 +136,6 @@ def bench_targets(repeat, h, w, only_om=False, compiled=False):
           f"ratio OM / CPU {t_om / t_cpu:.2f}")
     print(f"   memory floor (read the panoptic map once, write the targets once) {1e3 * t_floor:.1f} ms   "
           f"OM / floor {t_om / t_floor:.1f}")
-    # this process keeps freed memory as training does (CPU_KEEP_FREED_MEMORY); glibc's default returns large freed
-    # blocks to the system, so that every fresh OM tensor is page-faulted in again: measured in a child process
     if compiled:
         fn = torch.compile(om_targets, fullgraph=True)  # one graph: OM.MAX_INSTANCES bounds the thing segments
         t0 = time.perf_counter()
@@ -147,6 +145,8 @@ def bench_targets(repeat, h, w, only_om=False, compiled=False):
         t_compiled = median_time(lambda: fn(pan), repeat)
         print(f"   OM (batch) compiled with inductor (fullgraph, {t_compile:.0f} s to compile) "
               f"{1e3 * t_compiled:.1f} ms   compiled / eager {t_compiled / t_om:.2f}   identical targets: {same}")
+    # this process keeps freed memory as training does (CPU_KEEP_FREED_MEMORY); glibc's default returns large freed
+    # blocks to the system, so that every fresh OM tensor is page-faulted in again: measured in a child process
     child = subprocess.run([sys.executable, __file__, "--targets-only", "--default-allocator", "--repeat",
                             str(repeat), "--size", str(h), str(w)], capture_output=True, text=True, check=True)
     print(f"   OM (batch) with glibc's default allocator (CPU_KEEP_FREED_MEMORY False): {child.stdout.strip()} ms")

@@ -28,7 +28,8 @@ RUNTIME_TOLERANCE = 1e-4
 
 
 def run_exported(path, fmt, image):
-    """(panoptic, semantic) numpy arrays of the exported file on ``image``; None for ONNX without onnxruntime."""
+    """The exported file's outputs on ``image`` as numpy arrays: (panoptic, semantic), then the network outputs of a
+    model exported with ``raw_outputs``; None for ONNX without onnxruntime."""
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=DeprecationWarning)

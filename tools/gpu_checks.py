@@ -17,7 +17,7 @@ ends, so a run cut short keeps what finished:
   table1   tools/benchmark.py, the paper's Table 1, at the paper's 1025x2049 crops (batch 4), one round, the four
            scenarios eager, then (i) and (iii) with MODEL.COMPILE (its JSON files beside gpu_checks.json).
   om_compiled  the OM's six targets (as in om) compiled in one graph with inductor: compile time, equal to eager
-           bit for bit, time against eager (on this CPU: 0.78x, tools/benchmark_om.py --compile).
+           bit for bit, time against eager (on this CPU: 0.78-0.86x, tools/benchmark_om.py --compile).
 
 ``--device cpu --quick`` runs the same code on the CPU at tiny sizes (a test does, so that the script does not rot;
 there the synchronisation check has nothing to watch). ``--budget`` (default 540 s) bounds the whole run: a check

@@ -64,6 +64,14 @@ def test_decoding_benchmark_runs_and_reports_identical_maps():
     assert "total" in r.stdout and r.stdout.count("identical") == 2 and "False" not in r.stdout
 
 
+@pytest.mark.slow
+def test_om_benchmark_runs_and_its_compiled_targets_are_identical():
+    """tools/benchmark_om.py --quick --compile: every section runs; inductor's targets equal the eager ones."""
+    r = _run("tools/benchmark_om.py", "--quick", "--compile", "--repeat", "1", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "identical targets: True" in r.stdout and "identical panoptic maps" in r.stdout and "5. " in r.stdout
+
+
 @pytest.mark.parametrize("opts, message", [
     (["TRAIN.MAX_ITER", "0"], "TRAIN.MAX_ITER must be at least 1, got 0"),
     (["TRAIN.MAX_ITER", "-3"], "TRAIN.MAX_ITER must be at least 1, got -3"),
