@@ -183,6 +183,10 @@ def test_even_nms_kernel_is_an_error(kernel):
 
 
 def test_thing_mask_is_a_table_lookup():
-    sem = torch.tensor([[0, 4, 9, 5], [6, 3, 255, 4]])
-    assert thing_mask(sem, THINGS).tolist() == [[False, True, False, True], [True, False, False, True]]
+    sem = torch.tensor([[0, 4, 9, 5], [6, 3, 255, 4], [-1, -7, 7, 2 ** 40]])  # ids outside the table are not things
+    assert thing_mask(sem, THINGS).tolist() == [[False, True, False, True], [True, False, False, True],
+                                                [False, False, False, False]]
+    for dtype in (torch.int32, torch.uint8):
+        assert torch.equal(thing_mask(sem[:2].to(dtype), THINGS), thing_mask(sem[:2], THINGS))
     assert not thing_mask(sem, ()).any()
+    assert sem[2, 3] == 2 ** 40  # the input is left as it was

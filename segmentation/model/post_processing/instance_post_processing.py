@@ -164,13 +164,14 @@ def _as_mask(x):
 
 
 def thing_mask(sem_seg, thing_list):
-    """Bool tensor like ``sem_seg``: True where the class is in ``thing_list`` (a table lookup)."""
+    """Bool tensor like ``sem_seg``: True where the class is in ``thing_list`` (one lookup in a table of classes
+    -1..n, n = max(thing_list) + 1, where ids below 0 and from n on are clamped to its False ends)."""
     n = max(thing_list, default=-1) + 1
     if n == 0:
         return torch.zeros_like(sem_seg, dtype=torch.bool)
-    table = torch.zeros(n, dtype=torch.bool, device=sem_seg.device)
-    table[list(thing_list)] = True
-    return (sem_seg >= 0) & (sem_seg < n) & table[sem_seg.clamp(0, n - 1).long()]
+    table = torch.zeros(n + 2, dtype=torch.bool, device=sem_seg.device)
+    table[[c + 1 for c in thing_list]] = True
+    return table[sem_seg.long().clamp(-1, n).add_(1)]
 
 
 def get_instance_segmentation(sem_seg, ctr_hmp, offsets, thing_list, threshold=0.1, nms_kernel=3, top_k=None,
