@@ -1,14 +1,16 @@
 """Export the network with its decoding: ``python tools/export.py --cfg FILE --format onnx|torchscript
-[--size H W] [--output PATH] [TEST.MODEL_FILE ckpt] [KEY VALUE ...]``.
+[--size H W] [--output PATH] [--outputs panoptic|network|all] [TEST.MODEL_FILE ckpt] [KEY VALUE ...]``.
 
 The exported module takes a normalised image [1, 3, H, W] (DATASET.MEAN / STD) and returns the panoptic map and the
 semantic map [1, H, W] (train ids; panoptic ids = class * DATASET.LABEL_DIVISOR + instance), decoded with the
 static-shape functions of ``segmentation/model/post_processing/static.py`` and POST_PROCESSING.*: deployment needs
-neither this repository's OM nor Python. The input size is fixed at export (--size, default TEST.CROP_SIZE). After
-writing, the tool runs the exported file (onnxruntime for ONNX, if installed) on a test input and reports whether
-its panoptic map equals the eager decoding's; where onnxruntime's rounding tips a near-tie, it checks instead that
-the exported decoding is exact on onnxruntime's own network outputs and that these are close to torch's
-(``check_exported``). Exit status 1 when the export does not reproduce the decoding.
+neither this repository's OM nor Python. ``--outputs network`` exports the network alone (semantic logits, centre
+heatmap, offsets), for a runtime that should run only the network (TensorRT) and a decoding elsewhere; ``all``
+returns both. The input size is fixed at export (--size, default TEST.CROP_SIZE). After writing, the tool runs the
+exported file (onnxruntime for ONNX, if installed) on a test input and compares it with the eager model: TorchScript
+equal bit for bit; onnxruntime rounds the network differently from torch, so its network outputs must be close to
+torch's and, where that rounding tips a near-tie of the decoding, its decoding exact on its own network outputs
+(``check_exported``). Exit status 1 when the export does not reproduce the model.
 """
 import os
 import sys
@@ -19,7 +21,7 @@ import torch
 from _common import build_inference_model, parse_config, run
 
 from segmentation.data import get_metadata
-from segmentation.model.export import EXPORT_FORMATS, PanopticExportModel, export_model
+from segmentation.model.export import EXPORT_FORMATS, EXPORT_OUTPUTS, NETWORK_OUTPUTS, PanopticExportModel, export_model
 from segmentation.model.output_math.wrapper import OutputMathModel
 
 # Largest difference between onnxruntime's network outputs and torch's, relative to each output's largest magnitude,
@@ -28,13 +30,14 @@ RUNTIME_TOLERANCE = 1e-4
 
 
 def run_exported(path, fmt, image):
-    """The exported file's outputs on ``image`` as numpy arrays: (panoptic, semantic), then the network outputs of a
-    model exported with ``raw_outputs``; None for ONNX without onnxruntime."""
+    """The exported file's outputs on ``image`` as numpy arrays, in the order of its EXPORT_OUTPUTS entry; None for
+    ONNX without onnxruntime."""
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=DeprecationWarning)
             module = torch.jit.load(path)
-        return tuple(t.numpy() for t in module(image))
+        with torch.no_grad():
+            return tuple(t.numpy() for t in module(image))
     try:
         import onnxruntime
     except ImportError:
@@ -43,42 +46,67 @@ def run_exported(path, fmt, image):
     return tuple(session.run(None, {"image": image.numpy()}))
 
 
-def check_exported(model, path, fmt, image):
-    """(ok, message): does the exported file at ``path`` reproduce ``model``'s eager decoding on ``image``? ok is
-    None when it could not be run (ONNX without onnxruntime).
+def _network_gap(got, eager):
+    """Largest difference between two sets of network outputs, relative to each eager output's largest magnitude."""
+    return max(float((got[n] - eager[n]).abs().max() / eager[n].abs().max().clamp(min=1e-12)) for n in NETWORK_OUTPUTS)
 
-    TorchScript runs torch's kernels, so its panoptic map must equal the eager one. onnxruntime computes the network
-    with its own rounding, which can tip a near-tie (two centre peaks, two classes) the other way; when its map
-    differs, a copy of the export that also returns the network outputs is run: its decoding must equal the exported
-    decoding of those very outputs, and they must be within ``RUNTIME_TOLERANCE`` of torch's (relative to the
-    largest magnitude of each).
+
+def _close(got, eager, who):
+    """(ok, note): are ``who``'s network outputs within RUNTIME_TOLERANCE of torch's?"""
+    gap = _network_gap(got, eager)
+    return gap <= RUNTIME_TOLERANCE, (f"{who} network outputs differ from torch's by at most {gap:.1e} of their range "
+                                      f"(allowed: {RUNTIME_TOLERANCE:.0e})")
+
+
+def check_exported(model, path, fmt, image):
+    """(ok, message): does the exported file at ``path`` reproduce ``model`` on ``image``? ok is None when it could
+    not be run (ONNX without onnxruntime).
+
+    TorchScript runs torch's kernels, so every output must equal the eager one. onnxruntime computes the network
+    with its own rounding: its network outputs must be within ``RUNTIME_TOLERANCE`` of torch's (relative to the
+    largest magnitude of each), and where that rounding tips a near-tie of the decoding (two centre peaks, two
+    classes) so that its panoptic map differs, its decoding must equal the exported decoding of its own network
+    outputs (read from a copy exported with ``outputs="all"`` when the file does not return them).
     """
     exported = run_exported(path, fmt, image)
     if exported is None:
         return None, "onnxruntime is not installed, so it was not run"
     with torch.no_grad():
-        eager = model(image)
-    differ = int((torch.from_numpy(exported[0]) != eager[0]).sum())
-    if not differ:
-        return True, "on a test input its panoptic map equals the eager decoding's"
-    message = (f"on a test input its panoptic map DIFFERS from the eager decoding's on {differ} of "
-               f"{eager[0].numel()} pixels")
-    if fmt != "onnx":
-        return False, message
-    model.raw_outputs = True
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            raw_path = export_model(model, image, os.path.join(tmp, "raw_outputs.onnx"), fmt)
-            panoptic, _, *raw = (torch.from_numpy(a) for a in run_exported(raw_path, fmt, image))
-        with torch.no_grad():
-            torch_raw = model(image)[2:]
-    finally:
-        model.raw_outputs = False
-    exact = torch.equal(model.decode(raw[0][0], raw[1][0, 0], raw[2][0]), panoptic[0])
-    gap = max(float((a - b).abs().max() / b.abs().max().clamp(min=1e-12)) for a, b in zip(raw, torch_raw))
-    message += (f"; onnxruntime's network outputs differ from torch's by up to {gap:.1e} of their range, and the "
-                f"exported decoding of its own outputs is {'exact' if exact else 'NOT exact'}")
-    return exact and gap <= RUNTIME_TOLERANCE, message
+        eager = dict(zip(model.output_names, model(image)))
+    got = dict(zip(model.output_names, (torch.from_numpy(a) for a in exported)))
+    ok, notes = True, []
+    if "semantic_logits" in got:
+        if fmt == "torchscript":
+            same = all(torch.equal(got[n], eager[n]) for n in NETWORK_OUTPUTS)
+            ok, notes = same, [f"its network outputs {'equal' if same else 'DIFFER from'} torch's"]
+        else:
+            ok, note = _close(got, eager, "its")
+            notes.append(note)
+    if "panoptic" in got:
+        differ = int((got["panoptic"] != eager["panoptic"]).sum())
+        if not differ:
+            return ok, "on a test input " + "; ".join(notes + ["its panoptic map equals the eager decoding's"])
+        notes.append(f"its panoptic map DIFFERS from the eager decoding's on {differ} of {got['panoptic'].numel()} "
+                     f"pixels")
+        if fmt != "onnx":
+            return False, "on a test input " + "; ".join(notes)
+        if "semantic_logits" not in got:  # run a copy that also returns the network outputs
+            outputs, model.outputs = model.outputs, "all"
+            try:
+                with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+                    copy = export_model(model, image, os.path.join(tmp, "all_outputs.onnx"), fmt)
+                    got = dict(zip(model.output_names, (torch.from_numpy(a) for a in run_exported(copy, fmt, image))))
+                    eager = dict(zip(model.output_names, model(image)))
+            finally:
+                model.outputs = outputs
+            ok, note = _close(got, eager, "onnxruntime's")
+            notes.append(note)
+        exact = torch.equal(model.decode(got["semantic_logits"][0], got["center"][0, 0], got["offset"][0]),
+                            got["panoptic"][0])
+        notes.append("the exported decoding of onnxruntime's own network outputs is " + ("exact" if exact else
+                                                                                           "NOT exact"))
+        ok = ok and exact
+    return ok, "on a test input " + "; ".join(notes)
 
 
 def refuse_decoding_mixins(cfg):
@@ -102,6 +130,9 @@ def main(argv=None):
         parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
         parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), help="input size (TEST.CROP_SIZE)")
         parser.add_argument("--output", help="file to write (OUTPUT_DIR/panoptic_deeplab.{pt,onnx})")
+        parser.add_argument("--outputs", choices=EXPORT_OUTPUTS, default="panoptic", help="panoptic: the decoded "
+                            "panoptic and semantic maps; network: the network's outputs alone (semantic logits, "
+                            "centre heatmap, offsets), to decode elsewhere; all: both")
     args, cfg = parse_config("Export Panoptic-DeepLab with its decoding.", argv, extra)
     if cfg.MODEL.META_ARCHITECTURE != "panoptic_deeplab" or not cfg.MODEL.PANOPTIC_DEEPLAB.INSTANCE.ENABLE:
         raise ValueError("Export needs MODEL.META_ARCHITECTURE panoptic_deeplab with "
@@ -114,7 +145,7 @@ def main(argv=None):
     net, _ = build_inference_model(cfg)
     if isinstance(net, OutputMathModel):  # the OM is a training-time view: export the network itself
         net = net.net
-    model = PanopticExportModel(net, get_metadata(cfg), cfg.POST_PROCESSING).eval()
+    model = PanopticExportModel(net, get_metadata(cfg), cfg.POST_PROCESSING, args.outputs).eval()
     height, width = args.size or cfg.TEST.CROP_SIZE
     output = args.output or os.path.join(cfg.OUTPUT_DIR, "panoptic_deeplab." + ("pt" if args.format ==
                                                                                  "torchscript" else "onnx"))

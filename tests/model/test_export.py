@@ -84,8 +84,8 @@ def test_onnx_export_decodes_its_own_outputs_exactly(synthetic_cfg, tmp_path):
     assert export.main(["--cfg", cfg_path, "--format", "onnx", "--size", str(h), str(w), "--output",
                         str(tmp_path / "model.onnx"), *_OPTS]) == 0
     net, pp = trainer.model.eval(), synthetic_cfg.POST_PROCESSING
-    model = PanopticExportModel(net, META, pp, raw_outputs=True).eval()
-    out = export_model(model, torch.zeros(1, 3, h, w), str(tmp_path / "raw.onnx"), "onnx")
+    model = PanopticExportModel(net, META, pp, outputs="all").eval()
+    out = export_model(model, torch.zeros(1, 3, h, w), str(tmp_path / "all.onnx"), "onnx")
     instances = 0
     for batch in build_test_loader(synthetic_cfg):
         panoptic, semantic, logits, heat, offsets = map(torch.from_numpy, export.run_exported(out, "onnx",
@@ -124,8 +124,41 @@ def test_export_check_tells_rounding_from_a_wrong_decoding(synthetic_cfg, tmp_pa
     monkeypatch.setattr(export, "run_exported", run_with_a_changed_map)
     ok, message = export.check_exported(model, path, "onnx", image)
     assert len(calls) == 2 and ok is tipped and "DIFFERS" in message and "1 of" in message
-    assert ("decoding of its own outputs is exact" in message) is tipped
-    assert model.raw_outputs is False
+    assert ("decoding of onnxruntime's own network outputs is exact" in message) is tipped
+    assert model.outputs == "panoptic"  # the copy with every output was a temporary change
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_network_only_export_returns_the_network_outputs(synthetic_cfg, tmp_path, fmt):
+    """--outputs network: the network alone (for TensorRT or a decoding of one's own): TorchScript equal to the
+    eager network bit for bit (so decoding it gives the eager maps), onnxruntime within RUNTIME_TOLERANCE."""
+    import export
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    trainer, cfg_path = _trained_like(synthetic_cfg, tmp_path)
+    h, w = synthetic_cfg.DATASET.SYNTHETIC.IMAGE_SIZE
+    out = str(tmp_path / f"network.{fmt}")
+    assert export.main(["--cfg", cfg_path, "--format", fmt, "--size", str(h), str(w), "--output", out, "--outputs",
+                        "network", *_OPTS]) == 0
+    net, pp = trainer.model.eval(), synthetic_cfg.POST_PROCESSING
+    for batch in build_test_loader(synthetic_cfg):
+        logits, heat, offsets = map(torch.from_numpy, export.run_exported(out, fmt, batch["image"]))
+        eager, o = _eager_panoptic(net, batch["image"], pp)
+        got = {"semantic_logits": logits, "center": heat, "offset": offsets}
+        want = {"semantic_logits": o["semantic"], "center": o["center"], "offset": o["offset"]}
+        if fmt == "torchscript":
+            assert all(torch.equal(got[n], want[n]) for n in got)
+            pan, _ = get_panoptic_segmentation(logits, heat, offsets, META.thing_ids, META.label_divisor,
+                                               pp.STUFF_AREA, META.void_label, pp.CENTER_THRESHOLD, pp.NMS_KERNEL,
+                                               pp.TOP_K_INSTANCE)
+            assert torch.equal(pan, eager)
+        else:
+            assert export._network_gap(got, want) <= export.RUNTIME_TOLERANCE
+
+
+def test_unknown_export_outputs_list_the_valid_ones(synthetic_cfg):
+    with pytest.raises(ValueError, match="valid: panoptic, network, all"):
+        PanopticExportModel(torch.nn.Identity(), META, synthetic_cfg.POST_PROCESSING, outputs="logits")
 
 
 def _favour_a_thing_class(net, loader):
