@@ -66,14 +66,25 @@ def job_config(job):
 
 
 def final_metrics(cfg, trainer):
-    """The scalar metrics of the evaluation after the last iteration (made now if a resumed run had none)."""
+    """The scalar metrics of the evaluation after the last iteration: this run's own (every process has them), else
+    the one a previous attempt wrote (a resumed run that had finished training), else one made now.
+
+    Every process takes the same branch: the evaluation is collective, and a process that evaluated alone would wait
+    for the others forever. So the file is read by the main process only and its content shared; the others could
+    not rely on seeing it anyway, since the main process writes it after the evaluation's last collective.
+    """
     from ..engine.hooks import PeriodicEvaluator
-    path = os.path.join(cfg.OUTPUT_DIR, "eval", "training", f"iter_{cfg.TRAIN.MAX_ITER:07d}", "metrics.json")
-    metrics = read_json(path)
-    if metrics is None:
-        trainer.done = trainer.max_iter = cfg.TRAIN.MAX_ITER
-        PeriodicEvaluator(cfg).evaluate(trainer)
-        metrics = read_json(path) or {}
+    from ..utils import comm
+    latest = trainer.latest_evaluation
+    if latest is not None and latest[0] == cfg.TRAIN.MAX_ITER:
+        metrics = json.loads(json.dumps(latest[1], default=float))  # numpy scalars -> floats, as the file has them
+    else:
+        path = os.path.join(cfg.OUTPUT_DIR, "eval", "training", f"iter_{cfg.TRAIN.MAX_ITER:07d}", "metrics.json")
+        metrics = comm.all_gather_object(read_json(path) if comm.is_main_process() else None)[0]
+        if metrics is None:
+            trainer.done = trainer.max_iter = cfg.TRAIN.MAX_ITER
+            PeriodicEvaluator(cfg).evaluate(trainer)
+            metrics = json.loads(json.dumps(trainer.latest_evaluation[1], default=float))
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
 

@@ -47,12 +47,15 @@ _OPTS = ["POST_PROCESSING.CENTER_THRESHOLD", "0.0", "POST_PROCESSING.TOP_K_INSTA
          "POST_PROCESSING.STUFF_AREA", "16"]
 
 
+def _decode(logits, heat, offsets, pp):
+    """get_panoptic_segmentation of network outputs with the synthetic metadata and POST_PROCESSING ``pp``."""
+    return get_panoptic_segmentation(logits, heat, offsets, META.thing_ids, META.label_divisor, pp.STUFF_AREA,
+                                     META.void_label, pp.CENTER_THRESHOLD, pp.NMS_KERNEL, pp.TOP_K_INSTANCE)[0]
+
+
 def _eager_panoptic(net, image, pp):
     o = predict(net, image)
-    pan, _ = get_panoptic_segmentation(o["semantic"], o["center"], o["offset"], META.thing_ids, META.label_divisor,
-                                       pp.STUFF_AREA, META.void_label, pp.CENTER_THRESHOLD, pp.NMS_KERNEL,
-                                       pp.TOP_K_INSTANCE)
-    return pan, o
+    return _decode(o["semantic"], o["center"], o["offset"], pp), o
 
 
 def test_torchscript_export_reproduces_the_eager_panoptic_maps(synthetic_cfg, tmp_path):
@@ -90,8 +93,7 @@ def test_onnx_export_decodes_its_own_outputs_exactly(synthetic_cfg, tmp_path):
     for batch in build_test_loader(synthetic_cfg):
         panoptic, semantic, logits, heat, offsets = map(torch.from_numpy, export.run_exported(out, "onnx",
                                                                                                batch["image"]))
-        ours, _ = get_panoptic_segmentation(logits, heat, offsets, META.thing_ids, META.label_divisor, pp.STUFF_AREA,
-                                            META.void_label, pp.CENTER_THRESHOLD, pp.NMS_KERNEL, pp.TOP_K_INSTANCE)
+        ours = _decode(logits, heat, offsets, pp)
         assert torch.equal(panoptic, ours)
         assert torch.equal(semantic, logits.argmax(1))
         o = predict(net, batch["image"])
@@ -148,10 +150,7 @@ def test_network_only_export_returns_the_network_outputs(synthetic_cfg, tmp_path
         want = {"semantic_logits": o["semantic"], "center": o["center"], "offset": o["offset"]}
         if fmt == "torchscript":
             assert all(torch.equal(got[n], want[n]) for n in got)
-            pan, _ = get_panoptic_segmentation(logits, heat, offsets, META.thing_ids, META.label_divisor,
-                                               pp.STUFF_AREA, META.void_label, pp.CENTER_THRESHOLD, pp.NMS_KERNEL,
-                                               pp.TOP_K_INSTANCE)
-            assert torch.equal(pan, eager)
+            assert torch.equal(_decode(logits, heat, offsets, pp), eager)
         else:
             assert export._network_gap(got, want) <= export.RUNTIME_TOLERANCE
 
