@@ -1,7 +1,6 @@
 """Instance-AP evaluators, selected by the format of the dataset's instance ground truth."""
 import os
 
-from ..utils import comm
 from ..utils.registry import Registry
 from .base import EVALUATOR_REGISTRY, is_panoptic
 from .cityscapes_instance import CityscapesInstanceEvaluator
@@ -9,9 +8,10 @@ from .coco_instance import CocoInstanceEvaluator
 
 INSTANCE_EVALUATOR_REGISTRY = Registry(
     "instance evaluator",
-    "a class (ground_truth_path, metadata, output_dir=None) with update(image_id, [(train id, bool mask [H, W], "
-    "score), ...]) and evaluate() -> {'AP', 'AP50', ...} in percent; output_dir receives the official prediction "
-    "files. Keyed by the first element of the dataset's instance_ground_truth(cfg, split).",
+    "an InstanceEvaluator (ground_truth_path, metadata, output_dir=None) with update(image_id, [(train id, bool "
+    "mask [H, W], score), ...]) keeping picklable entries in self.predictions, and official_metrics() -> {'AP', "
+    "'AP50', ...} in percent over them; output_dir receives the official prediction files. Keyed by the first "
+    "element of the dataset's instance_ground_truth(cfg, split).",
     config_key="DATASET.DATASET (through its instance ground truth)")
 INSTANCE_EVALUATOR_REGISTRY.register("coco")(CocoInstanceEvaluator)
 INSTANCE_EVALUATOR_REGISTRY.register("cityscapes")(CityscapesInstanceEvaluator)
@@ -34,15 +34,14 @@ def build_instance_evaluator(cfg, metadata, output_dir=None):
 
 @EVALUATOR_REGISTRY.register("instance")
 def build_instance_ap_evaluator(cfg, metadata, output_dir):
-    """Instance AP: with TEST.EVAL_INSTANCE, single-process, for a panoptic model; the prediction files go to
-    ``output_dir``/TEST.INSTANCE_FOLDER with TEST.SAVE_PREDICTIONS."""
+    """Instance AP: with TEST.EVAL_INSTANCE, for a panoptic model; the prediction files go to
+    ``output_dir``/TEST.INSTANCE_FOLDER with TEST.SAVE_PREDICTIONS. With several processes the main one gathers
+    every process's predictions and evaluates them all (InstanceEvaluator)."""
     if not cfg.TEST.EVAL_INSTANCE:
         return None
     if not is_panoptic(cfg):
         raise NotImplementedError("TEST.EVAL_INSTANCE needs a panoptic model (MODEL.META_ARCHITECTURE "
                                   "panoptic_deeplab with TEST.EVAL_PANOPTIC True).")
-    if comm.get_world_size() > 1:
-        raise NotImplementedError("TEST.EVAL_INSTANCE is single-process: run tools/test_net.py without torchrun.")
     folder = os.path.join(output_dir, cfg.TEST.INSTANCE_FOLDER) if output_dir and cfg.TEST.SAVE_PREDICTIONS else None
     evaluator = build_instance_evaluator(cfg, metadata, folder)
     evaluator.score_type = cfg.TEST.INSTANCE_SCORE_TYPE

@@ -62,10 +62,13 @@ def official_instance_module(work_dir):
 class CityscapesInstanceEvaluator(InstanceEvaluator):
     """Collects instance predictions per image and computes the official Cityscapes AP / AP50.
 
+    The predictions are kept in memory (masks as PNG bytes) and written in the official format (``*_pred.txt`` and
+    mask PNGs) by the process that evaluates, so several processes need no shared folder.
+
     Args:
         gt_dir: ``gtFine/{split}`` holding ``{city}/{image}_gtFine_instanceIds.png``.
         metadata: the dataset metadata (``eval_ids`` maps train ids to Cityscapes label ids).
-        output_dir: folder for the prediction files (kept); None: a temporary folder removed after ``evaluate``.
+        output_dir: folder for the prediction files (kept); None: a temporary folder removed after the evaluation.
     """
 
     def __init__(self, gt_dir, metadata, output_dir=None):
@@ -74,46 +77,57 @@ class CityscapesInstanceEvaluator(InstanceEvaluator):
                                     f"*_gtFine_instanceIds.png files (datasets/README.md).")
         self.gt_dir = gt_dir
         self.metadata = metadata
-        self.keep = output_dir is not None
-        self.output_dir = os.path.abspath(output_dir or tempfile.mkdtemp(prefix="cityscapes_instances_"))
-        os.makedirs(self.output_dir, exist_ok=True)
-        self.pairs = []  # (prediction txt, ground-truth PNG)
+        self.output_dir = os.path.abspath(output_dir) if output_dir else None
+        self.predictions = []  # (image id, ground-truth PNG, [(mask file name, PNG bytes, label id, score), ...])
 
     def update(self, image_id, instances):
-        """Write the predictions of one image; ``instances``: list of (train id, bool mask [H, W], score)."""
+        """Add the predictions of one image; ``instances``: list of (train id, bool mask [H, W], score)."""
         image_id = str(image_id)
         gt = os.path.join(self.gt_dir, image_id.split("_")[0], f"{image_id}_gtFine_instanceIds.png")
         if not os.path.isfile(gt):
             raise FileNotFoundError(f"Cityscapes instance ground truth '{gt}' is missing (datasets/README.md).")
-        lines = []
+        masks = []
         for k, (cls, mask, score) in enumerate(instances):
-            name = f"{image_id}_{k:03d}.png"
-            Image.fromarray(mask.astype(np.uint8) * 255).save(os.path.join(self.output_dir, name))
-            lines.append(f"{name} {int(self.metadata.eval_ids[cls])} {float(score):.6f}\n")
-        txt = os.path.join(self.output_dir, f"{image_id}_pred.txt")
-        with open(txt, "w") as f:
-            f.writelines(lines)
-        self.pairs.append((txt, gt))
+            png = io.BytesIO()
+            Image.fromarray(mask.astype(np.uint8) * 255).save(png, format="PNG")
+            masks.append((f"{image_id}_{k:03d}.png", png.getvalue(), int(self.metadata.eval_ids[cls]), float(score)))
+        self.predictions.append((image_id, gt, masks))
 
-    def evaluate(self):
+    def _write(self, folder):
+        """Write the predictions in the official format into ``folder``; the (prediction txt, ground truth) pairs."""
+        pairs = []
+        for image_id, gt, masks in self.predictions:
+            for name, png, _, _ in masks:
+                with open(os.path.join(folder, name), "wb") as f:
+                    f.write(png)
+            txt = os.path.join(folder, f"{image_id}_pred.txt")
+            with open(txt, "w") as f:
+                f.writelines(f"{name} {label} {score:.6f}\n" for name, _, label, score in masks)
+            pairs.append((txt, gt))
+        return pairs
+
+    def official_metrics(self):
         """Dict with AP and AP50 (percent) of the official evaluation, and per-class values."""
+        folder = self.output_dir or tempfile.mkdtemp(prefix="cityscapes_instances_")
+        os.makedirs(folder, exist_ok=True)
         try:
-            with official_instance_module(self.output_dir) as module:
+            pairs = self._write(folder)
+            with official_instance_module(folder) as module:
                 args = copy.copy(module.args)
-                args.predictionPath = os.path.abspath(self.output_dir)
+                args.predictionPath = folder
                 args.predictionWalk = None
-                args.gtInstancesFile = os.path.join(self.output_dir, "gtInstances.json")
-                args.exportFile = os.path.join(self.output_dir, "resultInstanceLevelSemanticLabeling.json")
+                args.gtInstancesFile = os.path.join(folder, "gtInstances.json")
+                args.exportFile = os.path.join(folder, "resultInstanceLevelSemanticLabeling.json")
                 args.JSONOutput, args.quiet, args.colorized, args.csv = False, True, False, False
                 args.distanceAvailable = False
                 if os.path.exists(args.gtInstancesFile):  # never reuse a cache of other ground truth
                     os.remove(args.gtInstancesFile)
-                predictions, ground_truth = zip(*self.pairs) if self.pairs else ((), ())
+                predictions, ground_truth = zip(*pairs) if pairs else ((), ())
                 with contextlib.redirect_stdout(io.StringIO()):
                     result = module.evaluateImgLists(list(predictions), list(ground_truth), args)
         finally:
-            if not self.keep:
-                shutil.rmtree(self.output_dir, ignore_errors=True)
+            if self.output_dir is None:
+                shutil.rmtree(folder, ignore_errors=True)
         averages = result["averages"]
         per_class = {name: {"AP": 100 * float(v["ap"]), "AP50": 100 * float(v["ap50%"])}
                      for name, v in averages["classes"].items() if not np.isnan(v["ap"])}

@@ -24,33 +24,34 @@ class CocoInstanceEvaluator(InstanceEvaluator):
             self.coco = COCO(instances_json)
         self.metadata = metadata
         self.output_dir = output_dir
-        self.results = []
-        self.image_ids = []
+        self.predictions = []  # (COCO image id, [detection in the results format, ...]) per image
 
     def update(self, image_id, instances):
         """Add one image (its COCO image id, int or digit string); ``instances``: list of (train id, mask, score)."""
         from pycocotools import mask as mask_util
         image_id = int(image_id)
-        self.image_ids.append(image_id)
+        detections = []
         for cls, mask, score in instances:
             rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
             rle["counts"] = rle["counts"].decode("ascii")
-            self.results.append({"image_id": image_id, "category_id": int(self.metadata.eval_ids[cls]),
-                                 "segmentation": rle, "score": float(score)})
+            detections.append({"image_id": image_id, "category_id": int(self.metadata.eval_ids[cls]),
+                               "segmentation": rle, "score": float(score)})
+        self.predictions.append((image_id, detections))
 
-    def evaluate(self):
+    def official_metrics(self):
         """Dict with AP and AP50 (percent) of the masks, over the images seen."""
         from pycocotools.cocoeval import COCOeval
+        results = [d for _, detections in self.predictions for d in detections]
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             with open(os.path.join(self.output_dir, "coco_instances_results.json"), "w") as f:
-                json.dump(self.results, f)
-        if not self.results:
+                json.dump(results, f)
+        if not results:
             return {"AP": 0.0, "AP50": 0.0}
         with contextlib.redirect_stdout(io.StringIO()):
-            detections = self.coco.loadRes(self.results)
+            detections = self.coco.loadRes(results)
             ev = COCOeval(self.coco, detections, iouType="segm")
-            ev.params.imgIds = sorted(set(self.image_ids))
+            ev.params.imgIds = sorted({image_id for image_id, _ in self.predictions})
             ev.evaluate()
             ev.accumulate()
             ev.summarize()

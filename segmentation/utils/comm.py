@@ -63,3 +63,22 @@ def all_gather_object(obj):
     out = [None] * get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def gather_object(obj):
+    """List of ``obj`` from every process, in rank order, on the main process; None on the others (``[obj]``
+    without distribution)."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * get_world_size() if is_main_process() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast_object(obj):
+    """The main process's ``obj`` on every process (``obj`` itself without distribution)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -6,6 +6,7 @@ import glob
 import io
 import json
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -100,6 +101,7 @@ def test_ground_truth_as_prediction_scores_100_and_writes_nothing_elsewhere(tmp_
     monkeypatch.chdir(cwd)
     installed = set(os.listdir(os.path.dirname(module.__file__)))
     saved_np = module.np
+    temporary = set(glob.glob(os.path.join(tempfile.gettempdir(), "cityscapes_instances_*")))
     ev = CityscapesInstanceEvaluator(str(tmp_path / "cs" / "gtFine" / "val"), META)
     for image_id, _ in written:
         gt = glob.glob(str(tmp_path / "cs" / "gtFine" / "val" / "*" / f"{image_id}_gtFine_instanceIds.png"))[0]
@@ -107,7 +109,8 @@ def test_ground_truth_as_prediction_scores_100_and_writes_nothing_elsewhere(tmp_
     result = ev.evaluate()
     assert result["AP"] == pytest.approx(100) and result["AP50"] == pytest.approx(100)
     assert os.listdir(cwd) == [] and set(os.listdir(os.path.dirname(module.__file__))) == installed
-    assert module.np is saved_np and not os.path.exists(ev.output_dir)  # restored; temporary files removed
+    assert module.np is saved_np  # restored
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "cityscapes_instances_*"))) == temporary  # removed
 
 
 def test_lower_confidence_for_the_true_instance_lowers_ap(tmp_path):

@@ -1,0 +1,112 @@
+"""Instance AP with several processes: each process sees a shard of the images, the main process gathers every
+prediction and runs the official evaluation, every process gets the metrics of one process seeing them all (a real
+two-process gloo group); a failure of the official evaluation reaches every process instead of leaving them
+waiting."""
+import glob
+import os
+import socket
+
+import pytest
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from segmentation.data import build_dataset
+from segmentation.data.datasets.cityscapes import CITYSCAPES_METADATA
+from segmentation.evaluation.build import INSTANCE_EVALUATOR_REGISTRY
+from segmentation.evaluation.instance import InstanceEvaluator
+from tests.evaluation.test_coco_instance import _predictions_from_ground_truth
+from tests.evaluation.test_official_formats import _ground_truth_instances
+from tests.fixtures.fake_datasets import write_cityscapes, write_coco
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _in_two_processes(fn, *args):
+    """{rank: what ``fn(rank, *args)`` returned} in a two-process gloo group."""
+    results = mp.Manager().dict()
+    mp.spawn(_process, args=(_free_port(), fn, args, results), nprocs=2, join=True)
+    return dict(results)
+
+
+def _process(rank, port, fn, args, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        results[rank] = fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def _evaluate_shard(rank, kind, ground_truth, metadata, predictions):
+    evaluator = INSTANCE_EVALUATOR_REGISTRY.get(kind)(ground_truth, metadata)
+    for image_id, instances in predictions[rank::2]:
+        evaluator.update(image_id, instances)
+    evaluator.synchronize()
+    return evaluator.evaluate()
+
+
+def _coco(tmp_path):
+    from segmentation.config import load_config
+    from tests.conftest import ROOT
+    write_coco(str(tmp_path), "val2017", n=4)
+    cfg = load_config(f"{ROOT}/configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml", [
+        "DATASET.DATASET", "coco_panoptic", "DATASET.ROOT", str(tmp_path), "DATASET.TRAIN_SPLIT", "val",
+        "DATASET.TEST_SPLIT", "val"])
+    ds = build_dataset(cfg, "val", is_train=False)
+    return str(tmp_path / "annotations" / "instances_val2017.json"), ds.metadata, \
+        _predictions_from_ground_truth(ds, drop_every=3)
+
+
+def _cityscapes(tmp_path):
+    written = write_cityscapes(str(tmp_path / "cs"), "val", n=4, size=(64, 128), panoptic=False)
+    gt_dir = tmp_path / "cs" / "gtFine" / "val"
+    predictions = []
+    for image_id, _ in written:
+        gt = glob.glob(str(gt_dir / "*" / f"{image_id}_gtFine_instanceIds.png"))[0]
+        predictions.append((image_id, _ground_truth_instances(gt, CITYSCAPES_METADATA)[1:]))  # one instance missed
+    return str(gt_dir), CITYSCAPES_METADATA, predictions
+
+
+@pytest.mark.parametrize("kind", ["coco", "cityscapes"])
+def test_two_processes_report_the_ap_of_all_images(tmp_path, kind):
+    ground_truth, metadata, predictions = {"coco": _coco, "cityscapes": _cityscapes}[kind](tmp_path)
+    alone = INSTANCE_EVALUATOR_REGISTRY.get(kind)(ground_truth, metadata)
+    for image_id, instances in predictions:
+        alone.update(image_id, instances)
+    expected = alone.evaluate()
+    assert 0 < expected["AP"] < 100  # the shards matter: each alone would score differently
+    assert _in_two_processes(_evaluate_shard, kind, ground_truth, metadata, predictions) == {0: expected,
+                                                                                           1: expected}
+
+
+class _Failing(InstanceEvaluator):
+    def __init__(self):
+        self.predictions = []
+
+    def update(self, image_id, instances):
+        self.predictions.append(image_id)
+
+    def official_metrics(self):
+        raise FileNotFoundError(f"no ground truth for {sorted(self.predictions)}")
+
+
+def _fail(rank):
+    evaluator = _Failing()
+    evaluator.update(f"image{rank}", [])
+    evaluator.synchronize()
+    try:
+        evaluator.evaluate()
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return "no error"
+
+
+def test_a_failing_official_evaluation_raises_in_every_process():
+    assert _in_two_processes(_fail) == {
+        0: "FileNotFoundError: no ground truth for ['image0', 'image1']",
+        1: "RuntimeError: The instance evaluation failed on the main process: FileNotFoundError: no ground truth for "
+           "['image0', 'image1']"}
