@@ -110,3 +110,41 @@ def test_a_failing_official_evaluation_raises_in_every_process():
         0: "FileNotFoundError: no ground truth for ['image0', 'image1']",
         1: "RuntimeError: The instance evaluation failed on the main process: FileNotFoundError: no ground truth for "
            "['image0', 'image1']"}
+
+
+@pytest.mark.slow
+def test_test_net_under_torchrun_reports_the_instance_ap_of_one_process(tmp_path):
+    """tools/test_net.py with TEST.EVAL_INSTANCE on a COCO-format dataset, one process and two under torchrun:
+    the same AP, AP50 and PQ (all-oracle decoding, so that the instances are real and the weights do not matter)."""
+    import json
+    import subprocess
+    import sys
+
+    import torch
+
+    from segmentation.config import load_config
+    from segmentation.model import build_model
+    from tests.conftest import ROOT
+    write_coco(str(tmp_path / "coco"), "val2017", n=6)
+    opts = ["DATASET.DATASET", "coco_panoptic", "DATASET.ROOT", str(tmp_path / "coco"), "DATASET.TRAIN_SPLIT", "val",
+            "DATASET.TEST_SPLIT", "val", "DATASET.NUM_CLASSES", "7", "DATASET.PAN_ONLY", "True",
+            "MODEL.DECODER.DECODER_CHANNELS", "32", "POST_PROCESSING.STUFF_AREA", "0", "TEST.EVAL_INSTANCE", "True",
+            "OM.NAME", "panoptic-deeplab", "OM.MIXINS", "('oracle-semantics', 'oracle-centers', 'oracle-offsets')",
+            "DATALOADER.NUM_WORKERS", "0", "TEST.NUM_VIS", "0"]
+    cfg_file = f"{ROOT}/configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml"
+    weights = tmp_path / "weights.pth"
+    torch.save({"model": build_model(load_config(cfg_file, opts)).state_dict()}, weights)
+    metrics = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"p{nproc}"
+        launcher = [] if nproc == 1 else ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                                          str(_free_port())]
+        r = subprocess.run([sys.executable, *launcher, "tools/test_net.py", "--cfg", cfg_file, *opts, "OUTPUT_DIR",
+                            str(out), "TEST.MODEL_FILE", str(weights)], cwd=ROOT, capture_output=True, text=True,
+                           timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        (path,) = glob.glob(str(out / "eval" / "*" / "metrics.json"))
+        metrics[nproc] = json.load(open(path))
+    assert 0 < metrics[1]["AP"] <= 100
+    for key in ("AP", "AP50", "PQ"):
+        assert metrics[2][key] == pytest.approx(metrics[1][key], abs=1e-9), key
