@@ -2,7 +2,7 @@
 the original repository does (TEST.INSTANCE_SCORE_TYPE): ``semantic`` = mean probability of its class over its mask,
 ``instance`` = centre heatmap value at the mask's centre of mass, ``both`` = their product. ``InstanceEvaluator`` is
 the DatasetEvaluator side shared by the official evaluators (``coco_instance.py``, ``cityscapes_instance.py``),
-which add ``update(image_id, instances)`` and ``evaluate``; ``build.py`` picks one for the dataset."""
+which add ``update(image_id, instances)`` and ``official_metrics``; ``build.py`` picks one for the dataset."""
 import torch
 
 from ..utils import comm
