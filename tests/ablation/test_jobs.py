@@ -2,16 +2,13 @@
 (the evaluation is collective), whatever each process sees of the metrics file."""
 import json
 import os
-import socket
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from segmentation.ablation import jobs
+from tests.fixtures.distributed import in_two_processes
 
 MAX_ITER = 4
 
@@ -68,23 +65,11 @@ def test_without_an_evaluation_at_the_last_iteration_one_is_made(tmp_path, evalu
     assert evaluator.calls == 1 and trainer.done == MAX_ITER
 
 
-def _two_processes(rank, port, folders, results):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def _final_metrics_of_rank(rank, folders):
     import segmentation.engine.hooks as hooks
     hooks.PeriodicEvaluator = _Evaluator
-    try:
-        trainer = SimpleNamespace(latest_evaluation=None, done=MAX_ITER, max_iter=MAX_ITER)
-        metrics = jobs.final_metrics(_cfg(folders[rank]), trainer)
-        results[rank] = (metrics, _Evaluator.calls)
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    trainer = SimpleNamespace(latest_evaluation=None, done=MAX_ITER, max_iter=MAX_ITER)
+    return jobs.final_metrics(_cfg(folders[rank]), trainer), _Evaluator.calls
 
 
 def test_processes_follow_the_main_process_view_of_the_file(tmp_path):
@@ -93,7 +78,5 @@ def test_processes_follow_the_main_process_view_of_the_file(tmp_path):
     seen, unseen = tmp_path / "seen", tmp_path / "unseen"
     _write_metrics(seen, {"PQ": 33.0})
     os.makedirs(unseen)
-    results = mp.Manager().dict()
-    torch.set_num_threads(1)
-    mp.spawn(_two_processes, args=(_free_port(), [str(seen), str(unseen)], results), nprocs=2, join=True)
-    assert dict(results) == {0: ({"PQ": 33.0}, 0), 1: ({"PQ": 33.0}, 0)}
+    assert in_two_processes(_final_metrics_of_rank, [str(seen), str(unseen)]) == {0: ({"PQ": 33.0}, 0),
+                                                                                 1: ({"PQ": 33.0}, 0)}

@@ -4,11 +4,8 @@ two-process gloo group); a failure of the official evaluation reaches every proc
 waiting."""
 import glob
 import os
-import socket
 
 import pytest
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from segmentation.data import build_dataset
 from segmentation.data.datasets.cityscapes import CITYSCAPES_METADATA
@@ -16,29 +13,8 @@ from segmentation.evaluation.build import INSTANCE_EVALUATOR_REGISTRY
 from segmentation.evaluation.instance import InstanceEvaluator
 from tests.evaluation.test_coco_instance import _predictions_from_ground_truth
 from tests.evaluation.test_official_formats import _ground_truth_instances
+from tests.fixtures.distributed import free_port, in_two_processes
 from tests.fixtures.fake_datasets import write_cityscapes, write_coco
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _in_two_processes(fn, *args):
-    """{rank: what ``fn(rank, *args)`` returned} in a two-process gloo group."""
-    results = mp.Manager().dict()
-    mp.spawn(_process, args=(_free_port(), fn, args, results), nprocs=2, join=True)
-    return dict(results)
-
-
-def _process(rank, port, fn, args, results):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        results[rank] = fn(rank, *args)
-    finally:
-        dist.destroy_process_group()
 
 
 def _evaluate_shard(rank, kind, ground_truth, metadata, predictions):
@@ -79,7 +55,7 @@ def test_two_processes_report_the_ap_of_all_images(tmp_path, kind):
         alone.update(image_id, instances)
     expected = alone.evaluate()
     assert 0 < expected["AP"] < 100  # the shards matter: each alone would score differently
-    assert _in_two_processes(_evaluate_shard, kind, ground_truth, metadata, predictions) == {0: expected,
+    assert in_two_processes(_evaluate_shard, kind, ground_truth, metadata, predictions) == {0: expected,
                                                                                            1: expected}
 
 
@@ -106,7 +82,7 @@ def _fail(rank):
 
 
 def test_a_failing_official_evaluation_raises_in_every_process():
-    assert _in_two_processes(_fail) == {
+    assert in_two_processes(_fail) == {
         0: "FileNotFoundError: no ground truth for ['image0', 'image1']",
         1: "RuntimeError: The instance evaluation failed on the main process: FileNotFoundError: no ground truth for "
            "['image0', 'image1']"}
@@ -138,7 +114,7 @@ def test_test_net_under_torchrun_reports_the_instance_ap_of_one_process(tmp_path
     for nproc in (1, 2):
         out = tmp_path / f"p{nproc}"
         launcher = [] if nproc == 1 else ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                                          str(_free_port())]
+                                          str(free_port())]
         r = subprocess.run([sys.executable, *launcher, "tools/test_net.py", "--cfg", cfg_file, *opts, "OUTPUT_DIR",
                             str(out), "TEST.MODEL_FILE", str(weights)], cwd=ROOT, capture_output=True, text=True,
                            timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
