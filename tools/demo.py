@@ -40,7 +40,7 @@ def iter_inputs(paths):
             if not files:
                 raise FileNotFoundError(f"No image ({', '.join(IMAGE_EXTENSIONS)}) in folder '{path}'.")
             for f in files:
-                yield os.path.splitext(os.path.basename(f))[0], read_image(f), None
+                yield os.path.splitext(os.path.basename(f))[0], read_image(f, upright=True), None
         elif path.lower().endswith(VIDEO_EXTENSIONS):
             capture = cv2.VideoCapture(path)
             if not capture.isOpened():
@@ -55,7 +55,7 @@ def iter_inputs(paths):
                 frame += 1
             capture.release()
         elif os.path.isfile(path):
-            yield os.path.splitext(os.path.basename(path))[0], read_image(path), None
+            yield os.path.splitext(os.path.basename(path))[0], read_image(path, upright=True), None
         else:
             raise FileNotFoundError(f"Input '{path}' is neither an image, a folder nor a video file.")
 

@@ -114,7 +114,8 @@ class Predictor:
     config's TEST.MODEL_FILE, MODEL.WEIGHTS, then OUTPUT_DIR/final_state.pth; original-repository checkpoints
     work too); ``opts``: KEY VALUE overrides (e.g. ``("TEST.FLIP_TEST", "True")``); ``device``: "cpu", "cuda" or
     None for the config's DEVICE. Calling it on an image (a path or an RGB uint8 array [H, W, 3]) returns a
-    Prediction, on a list returns a list; ``variables=("center_pred", ...)`` adds OM variables to the result.
+    Prediction, on a list returns a list; ``variables=("center_pred", ...)`` adds OM variables to the result. A file
+    is read upright (turned as its EXIF orientation tag says, the frame image viewers show).
     """
 
     def __init__(self, config_file: str, weights: str | None = None, opts: Sequence[str] = (),
@@ -132,7 +133,7 @@ class Predictor:
 
     def output_math(self, image: str | os.PathLike | np.ndarray):
         """The OM instance of one image (a path or an RGB uint8 array), for any variable by name."""
-        rgb = read_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
+        rgb = read_image(image, upright=True) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"Expected an RGB uint8 image [H, W, 3], got {rgb.dtype} {list(rgb.shape)}.")
         x = normalize(to_tensor(rgb), self.cfg.DATASET.MEAN, self.cfg.DATASET.STD)[None].to(self.device)

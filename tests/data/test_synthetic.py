@@ -6,6 +6,7 @@ from segmentation.data import build_dataset, build_train_loader
 from segmentation.data.datasets import SYNTHETIC_METADATA as META
 from segmentation.data.datasets import DatasetError, SyntheticPanoptic, read_image
 from segmentation.data.datasets.base import require_dir
+from tests.fixtures.images import save_turned
 
 
 def test_deterministic_and_splits_differ():
@@ -83,6 +84,16 @@ def test_unreadable_image_and_missing_root_name_the_path(tmp_path):
         read_image(str(tmp_path / "missing.png"))
     with pytest.raises(FileNotFoundError, match="DATASET.ROOT"):
         require_dir(str(tmp_path / "nowhere"), "Cityscapes")
+
+
+def test_upright_applies_the_exif_orientation_and_datasets_read_the_stored_pixels(tmp_path):
+    stored = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    for orientation, upright in [(1, stored), (3, stored[::-1, ::-1]), (6, np.rot90(stored, -1)),
+                                 (8, np.rot90(stored, 1))]:
+        path = str(tmp_path / f"o{orientation}.png")
+        save_turned(path, stored, orientation)
+        assert np.array_equal(read_image(path), stored)
+        assert np.array_equal(read_image(path, upright=True), upright), orientation
 
 
 def test_image_and_annotation_size_mismatch_names_the_file():

@@ -12,6 +12,7 @@ from segmentation.engine.inference import predict
 from segmentation.model import build_model
 from segmentation.model.post_processing import get_panoptic_segmentation
 from tests.conftest import ROOT
+from tests.fixtures.images import save_turned
 
 CFG = os.path.join(ROOT, "configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml")
 OM_CFG = os.path.join(ROOT, "configs/synthetic/om_panoptic_deeplab_mbv2_synthetic.yaml")
@@ -85,6 +86,15 @@ def test_batches_the_om_path_and_test_time_augmentation(checkpoint):
     assert b[0].variables["center_pred"].shape == (1, 1, 64, 96)
     flipped = Predictor(CFG, checkpoint, opts=[*SMALL, "TEST.FLIP_TEST", "True"])(images[0])
     assert flipped.panoptic.shape == (64, 96)
+
+
+def test_a_file_is_read_upright(checkpoint, tmp_path):
+    from segmentation import Predictor
+    predictor = Predictor(CFG, checkpoint, opts=SMALL)
+    image = _image(2)
+    save_turned(tmp_path / "portrait.png", np.rot90(image, 1).copy(), 6)  # stored on its side, tagged upright
+    result = predictor(str(tmp_path / "portrait.png"))
+    assert np.array_equal(result.panoptic, predictor(image).panoptic)
 
 
 def test_a_wrong_image_is_explained(checkpoint):

@@ -10,6 +10,7 @@ from segmentation.config import load_config
 from segmentation.data.datasets import render_scene
 from segmentation.model import build_model
 from tests.conftest import ROOT
+from tests.fixtures.images import save_turned
 
 SMALL = ["MODEL.DECODER.DECODER_CHANNELS", "32", "MODEL.BACKBONE.PRETRAINED", "False"]
 
@@ -93,3 +94,13 @@ def test_demo_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither"):
         demo.main(["--cfg", cfg_path, "--input", str(tmp_path / "nothing.png"), "--output", str(tmp_path / "o"),
                    "--opts", *SMALL, "TEST.MODEL_FILE", ckpt])
+
+
+def test_images_are_read_upright(tmp_path):
+    import demo
+    image = render_scene(np.random.default_rng(0), 64, 96)[0]
+    save_turned(tmp_path / "portrait.png", np.rot90(image, 1).copy(), 6)
+    (name, rgb, video), = demo.iter_inputs([str(tmp_path / "portrait.png")])
+    assert name == "portrait" and video is None and np.array_equal(rgb, image)
+    (_, rgb, _), = demo.iter_inputs([str(tmp_path)])
+    assert np.array_equal(rgb, image)

@@ -140,11 +140,19 @@ def require_dir(path, what, config_key="DATASET.ROOT"):
     return path
 
 
-def read_image(path, mode="RGB"):
-    """Read an image file as a numpy array; raise DatasetError naming the file if it is missing or unreadable."""
-    from PIL import Image, UnidentifiedImageError
+def read_image(path, mode="RGB", upright=False):
+    """Read an image file as a numpy array; raise DatasetError naming the file if it is missing or unreadable.
+
+    ``upright``: turn the pixels as the file's EXIF orientation tag says (a phone stores a portrait photo as a
+    landscape bitmap and a tag), giving the frame every image viewer shows; for photos given to the demo and the
+    Predictor. Datasets read the stored pixels (the default), the frame their annotations and the official
+    evaluators use.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with Image.open(path) as im:
+            if upright:
+                im = ImageOps.exif_transpose(im)
             return np.array(im.convert(mode) if mode else im)
     except FileNotFoundError:
         raise DatasetError(f"Image file '{path}' does not exist.") from None
