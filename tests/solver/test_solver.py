@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from segmentation.config import get_default_config
-from segmentation.solver import LR_SCHEDULER_REGISTRY, build_lr_scheduler, build_optimizer, get_param_groups
+from segmentation.solver import (
+    LR_SCHEDULER_REGISTRY,
+    OPTIMIZER_REGISTRY,
+    build_lr_scheduler,
+    build_optimizer,
+    get_param_groups,
+)
 
 
 def _model():
@@ -88,3 +94,53 @@ def test_gradient_clipping(clip_type):
     cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "both"
     with pytest.raises(ValueError, match="value, norm"):
         clip_gradients(cfg, [p])
+
+
+def _first_step_sgd(p, g, lr, wd, s):
+    return p - lr * (g + wd * p)  # momentum buffer starts at the gradient
+
+
+def _first_step_adam(p, g, lr, wd, s):
+    g = g + wd * p  # L2 penalty added to the gradient; the bias-corrected first step is g / (|g| + eps)
+    return p - lr * g / (g.abs() + s.ADAM_EPS)
+
+
+def _first_step_adamw(p, g, lr, wd, s):
+    return p * (1 - lr * wd) - lr * g / (g.abs() + s.ADAM_EPS)  # decoupled weight decay
+
+
+FIRST_STEP = {"sgd": _first_step_sgd, "adam": _first_step_adam, "adamw": _first_step_adamw}
+
+
+def test_every_registered_optimizer_has_its_first_step_tested():
+    assert sorted(FIRST_STEP) == sorted(OPTIMIZER_REGISTRY.names())
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_REGISTRY.names())
+def test_every_optimizer_takes_the_config_and_the_parameter_groups(name):
+    """SOLVER.OPTIMIZER builds it with the config's hyperparameters, and each parameter group (weights, biases, norm
+    layers) moves by its own learning rate and weight decay: one step on known gradients, against the formula."""
+    cfg = get_default_config()
+    s = cfg.SOLVER
+    s.OPTIMIZER, s.BASE_LR, s.BIAS_LR_FACTOR = name, 0.1, 2.0
+    s.MOMENTUM, s.ADAM_BETAS, s.ADAM_EPS = 0.5, (0.8, 0.9), 1e-3
+    s.WEIGHT_DECAY, s.WEIGHT_DECAY_NORM, s.WEIGHT_DECAY_BIAS = 0.01, 0.0, 0.02
+    model = _model()
+    torch.manual_seed(0)
+    for p in model.parameters():
+        p.data.normal_()
+        p.grad = torch.randn_like(p)
+    before = {n: (p.detach().clone(), p.grad.clone()) for n, p in model.named_parameters()}
+    opt = build_optimizer(cfg, model)
+    assert type(opt).__name__.lower() == name
+    if name == "sgd":
+        assert all(g["momentum"] == 0.5 for g in opt.param_groups)
+    else:
+        assert all(g["betas"] == (0.8, 0.9) and g["eps"] == 1e-3 for g in opt.param_groups)
+    opt.step()
+    spec = {"0.weight": (0.1, 0.01), "0.bias": (0.2, 0.02), "1.weight": (0.1, 0.0), "1.bias": (0.1, 0.0),
+            "2.weight": (0.1, 0.01), "2.bias": (0.2, 0.02)}  # BatchNorm's bias is a norm-layer parameter
+    for n, p in model.named_parameters():
+        p0, g = (t.double() for t in before[n])
+        expected = FIRST_STEP[name](p0, g, *spec[n], s).float()
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-6, atol=1e-6, msg=f"{name}: {n}")
