@@ -166,12 +166,21 @@ def rng_states():
 
 
 def set_rng_states(state):
+    """Restore what ``rng_states`` returned. The CUDA generators are restored for the devices both runs see: a
+    checkpoint saved where a process saw 8 GPUs resumes where it sees one (a cluster that sets CUDA_VISIBLE_DEVICES
+    per process), and one saved without CUDA resumes on a GPU, keeping the seeded CUDA state."""
     random.setstate(state["python"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        saved = list(state["cuda"])
+        if len(saved) != torch.cuda.device_count():
+            logger.warning("The checkpoint holds the CUDA random states of %d device(s), this process sees %d: "
+                           "restoring the first %d.", len(saved), torch.cuda.device_count(),
+                           min(len(saved), torch.cuda.device_count()))
+        for index, generator_state in enumerate(saved[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(generator_state, index)
 
 
 def save_run_record(cfg, output_dir, **fields):

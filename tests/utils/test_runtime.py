@@ -131,3 +131,37 @@ def test_the_choice_is_applied_and_logged(monkeypatch, caplog):
             in caplog.text
     finally:
         torch.set_num_threads(before)
+
+
+def _draws():
+    import random
+
+    import numpy as np
+    import torch
+    return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+
+def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    import torch
+    runtime.seed_everything(3)
+    torch.save({"rng": runtime.rng_states()}, tmp_path / "s.pth")
+    first = _draws()
+    runtime.set_rng_states(torch.load(tmp_path / "s.pth", weights_only=True)["rng"])
+    assert _draws() == first
+
+
+@pytest.mark.parametrize("saved, visible", [(8, 1), (1, 2), (2, 2)])
+def test_cuda_states_are_restored_for_the_devices_this_process_sees(monkeypatch, caplog, saved, visible):
+    """A checkpoint written where a process saw ``saved`` GPUs resumes where it sees ``visible`` (CUDA simulated)."""
+    import logging
+
+    import torch
+    state = {**runtime.rng_states(), "cuda": [torch.tensor([k], dtype=torch.uint8) for k in range(saved)]}
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.__setitem__(device, int(s[0])))
+    monkeypatch.setattr(logging.getLogger("segmentation"), "propagate", True)  # to caplog, whatever set it up
+    runtime.set_rng_states(state)
+    assert restored == {k: k for k in range(min(saved, visible))}
+    assert ("CUDA random states of" in caplog.text) == (saved != visible)
