@@ -156,31 +156,29 @@ def seed_everything(seed):
 
 
 def rng_states():
-    """RNG states in types that ``torch.load(weights_only=True)`` accepts."""
+    """RNG states in types that ``torch.load(weights_only=True)`` accepts. On CUDA, the generator of this process's
+    device (the one it trains on; every process of a run draws alike: same seed, same shapes), once CUDA is in use."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
                                                      cached), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_states(state):
-    """Restore what ``rng_states`` returned. The CUDA generators are restored for the devices both runs see: a
-    checkpoint saved where a process saw 8 GPUs resumes where it sees one (a cluster that sets CUDA_VISIBLE_DEVICES
-    per process), and one saved without CUDA resumes on a GPU, keeping the seeded CUDA state."""
+    """Restore what ``rng_states`` returned; the CUDA state goes to this process's device, however many GPUs it
+    sees (a cluster may set CUDA_VISIBLE_DEVICES per process). Checkpoints written before this stored the list of
+    every device the saving process saw: the entry of its own device (0, the main process's) is restored."""
     random.setstate(state["python"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        saved = list(state["cuda"])
-        if len(saved) != torch.cuda.device_count():
-            logger.warning("The checkpoint holds the CUDA random states of %d device(s), this process sees %d: "
-                           "restoring the first %d.", len(saved), torch.cuda.device_count(),
-                           min(len(saved), torch.cuda.device_count()))
-        for index, generator_state in enumerate(saved[:torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(generator_state, index)
+    cuda = state.get("cuda")
+    if isinstance(cuda, (list, tuple)):
+        cuda = cuda[0] if cuda else None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)
 
 
 def save_run_record(cfg, output_dir, **fields):
