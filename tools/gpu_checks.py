@@ -19,6 +19,10 @@ ends, so a run cut short keeps what finished:
   om_compiled  the OM's six targets and its decoding (as in om) each compiled in one graph with inductor (the
            decoding under compile is the static-shape one of the export): compile time, equal to eager bit for
            bit, time against eager (the targets on this CPU: 0.78-0.86x, tools/benchmark_om.py --compile).
+  resume   the Quick-start config (constant learning rate, CUDNN.DETERMINISTIC) trained 12 iterations twice, and
+           6 + 6 with TRAIN.RESUME: are the two uninterrupted runs equal (loss lines, final weights bit for bit),
+           and the resumed one equal to them (the RNG states restored on the device)? Where the uninterrupted runs
+           already differ (CUDA kernels that add with atomics, as bilinear upsampling's backward pass) it says so.
 
 ``--device cpu --quick`` runs the same code on the CPU at tiny sizes (a test does, so that the script does not rot;
 there the synchronisation check has nothing to watch). ``--budget`` (default 540 s) bounds the whole run: a check
@@ -37,8 +41,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK_START = "configs/synthetic/panoptic_deeplab_mbv2_synthetic.yaml"
 TABLE1 = "configs/synthetic/table1_mbv2_os32.yaml"
 STEP = re.compile(r"iter (\d+)/\d+ .*?loss ([-+0-9.eEnaif]+) .* step ([0-9.]+)s")
-CHECKS = ("om", "amp", "nccl", "table1", "om_compiled")  # in order of priority
-LIMITS = {"om": 150, "amp": 180, "nccl": 90, "table1": 420, "om_compiled": 200}  # seconds each may take at most
+LOSS_LINE = re.compile(r"iter (\d+)/\d+  (.*?)  lr (\S+)")  # every loss and the learning rate, as logged
+CHECKS = ("om", "amp", "nccl", "table1", "om_compiled", "resume")  # in order of priority
+LIMITS = {"om": 150, "amp": 180, "nccl": 90, "table1": 420, "om_compiled": 200,
+          "resume": 120}  # seconds each may take at most
 OM_TARGETS = ("semantic_truth", "center_truth", "offset_truth", "semantic_weights_truth", "center_weights_truth",
               "offset_weights_truth")
 
@@ -199,6 +205,40 @@ def check_nccl(device, quick, out):
             "ok": rc == 0 and bool(steps), **({"tail": tail} if rc else {})}
 
 
+def check_resume(device, quick, out):
+    n = 6 if quick else 12
+    opts = ["TRAIN.MAX_ITER", str(n), "PRINT_FREQ", "1", "CUDNN.DETERMINISTIC", "True", "CUDNN.BENCHMARK", "False",
+            "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR", "SOLVER.STEPS", "(100000,)", "SOLVER.WARMUP_ITERS", "0"]
+    runs = [(os.path.join(out, "resume_full_1"), []), (os.path.join(out, "resume_full_2"), []),
+            (os.path.join(out, "resume_cut"), ["TRAIN.MAX_ITER", str(n // 2)]),
+            (os.path.join(out, "resume_cut"), ["TRAIN.RESUME", "True"])]
+    for folder, extra in runs:
+        rc, _, tail = _train(folder, device, quick, opts + extra)
+        if rc:
+            return {"ok": False, "rc": rc, "run": os.path.basename(folder), "tail": tail}
+    losses = []
+    for folder in dict.fromkeys(folder for folder, _ in runs):  # the cut run's log holds both of its halves
+        with open(os.path.join(folder, "log.txt")) as f:
+            losses.append({int(m.group(1)): (m.group(2), m.group(3)) for m in LOSS_LINE.finditer(f.read())})
+    first, second, cut = losses
+    later = [it for it in sorted(first) if it > n // 2]
+    import torch
+    weights = [torch.load(os.path.join(folder, "final_state.pth"), map_location="cpu", weights_only=True)["model"]
+               for folder in dict.fromkeys(folder for folder, _ in runs)]
+
+    def same_weights(a, b):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # equal loss lines (4 decimals) and the final weights equal bit for bit
+    repeatable = first == second and same_weights(weights[0], weights[1])
+    resumed = bool(later) and all(cut.get(it) == first[it] for it in later) and same_weights(weights[0], weights[2])
+    verdict = ("exact" if resumed else "differs" if repeatable else
+               "inconclusive: two uninterrupted runs already differ (non-deterministic kernels)")
+    return {"ok": resumed or not repeatable, "verdict": verdict, "uninterrupted_runs_equal": repeatable,
+            "resumed_equal": resumed, "compared_iterations": later,
+            "lines": {it: [" ".join(first[it]), " ".join(cut.get(it, ("missing", "")))] for it in later}}
+
+
 def check_table1(device, quick, out, limit):
     size = ["DATASET.SYNTHETIC.IMAGE_SIZE", "(64, 128)", "DATASET.CROP_SIZE", "(65, 129)", "TEST.CROP_SIZE",
             "(65, 129)"] if quick else \
@@ -229,6 +269,7 @@ def check_table1(device, quick, out, limit):
 # check name -> its function of the parsed arguments (run in a child process)
 RUNNERS = {"om": lambda a: check_om(a.device, a.quick), "amp": lambda a: check_amp(a.device, a.quick, a.out),
            "nccl": lambda a: check_nccl(a.device, a.quick, a.out),
+           "resume": lambda a: check_resume(a.device, a.quick, a.out),
            "table1": lambda a: check_table1(a.device, a.quick, a.out, a.limit),
            "om_compiled": lambda a: check_om_compiled(a.device, a.quick)}
 
