@@ -26,6 +26,15 @@ from segmentation.engine.predictor import (  # noqa: E402, F401  (re-exported fo
 _DEBUG = {"on": "--debug" in sys.argv}
 # exception types that mean a bug in this repository rather than a wrong input: reported as internal errors
 _BUG_TYPES = (AssertionError, AttributeError, IndexError, NameError, TypeError, UnboundLocalError, ZeroDivisionError)
+# (text of an error, what to add to its one line): errors whose own text does not say what to change
+_HINTS = (
+    # torch drops the message of torch._assert_async on CUDA (pytorch/pytorch#131491): the kernel only says it failed
+    ("device-side assert triggered",
+     "a check inside a CUDA kernel failed (the CUDA context is lost: restart). This repository's own such check is "
+     "OM.MAX_INSTANCES, the most thing segments an image may hold for the OM targets on a GPU: raise it if your "
+     "images hold more. Otherwise rerun with CUDA_LAUNCH_BLOCKING=1: the failing kernel's assertion is printed "
+     "above the traceback (e.g. a label outside the classes in a loss)"),
+)
 
 
 def parse_config(description, argv=None, extra=None):
@@ -57,6 +66,9 @@ def _message(error):
     text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     if isinstance(error, _BUG_TYPES):
         return f"internal error ({type(error).__name__}: {text}); please report it with the traceback"
+    hints = [hint for pattern, hint in _HINTS if pattern in text]
+    if hints:
+        return "; ".join([text.splitlines()[0], *hints])
     return text or type(error).__name__
 
 

@@ -125,7 +125,9 @@ def add_om_config(cfg):
     cfg.OM.NAME = ""  # output-mathematics base formulation (e.g. "panoptic-deeplab"); empty: conventional path
     cfg.OM.BASE = ""  # deprecated alias of OM.NAME, read by configs of the original ModulOM repository
     cfg.OM.MIXINS = ()  # OM mixins applied on top of OM.NAME, the last listed has the highest precedence
-    cfg.OM.MAX_INSTANCES = 256  # static bound on thing segments per image in the OM targets (checked on device)
+    # static bound on thing segments per image in the OM targets off the CPU and when compiled; exceeding it is an
+    # error there (on CUDA the generic "device-side assert triggered", which the tools' error line explains)
+    cfg.OM.MAX_INSTANCES = 256
     cfg.OM.RELEASE = True  # evaluation frees intermediate OM variables once nothing requested still needs them
     cfg.OM.LEARNABLE_CENTERS = CN()
     cfg.OM.LEARNABLE_CENTERS.DETACH = False  # learnable-centers: stop the gradient through the vote means

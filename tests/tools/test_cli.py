@@ -240,3 +240,17 @@ def test_the_tool_runner_turns_errors_into_exit_statuses(capsys):
     assert _common.run(bug) == 1
     assert capsys.readouterr().err.startswith("error: internal error (IndexError: list index out of range)")
     assert _common.run(lambda argv: 0) == 0
+
+
+def test_a_cuda_device_assert_names_the_check_it_may_be(capsys):
+    """On CUDA torch drops torch._assert_async's message: the error line names OM.MAX_INSTANCES and the way to
+    find the kernel."""
+    import _common
+
+    def device_assert(argv):
+        raise RuntimeError("CUDA error: device-side assert triggered\nCUDA kernel errors might be asynchronously "
+                           "reported at some other API call, so the stacktrace below might be incorrect.")
+    assert _common.run(device_assert) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: CUDA error: device-side assert triggered; a check inside a CUDA kernel failed")
+    assert "OM.MAX_INSTANCES" in err and "CUDA_LAUNCH_BLOCKING=1" in err and "asynchronously" not in err
