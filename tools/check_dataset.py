@@ -28,6 +28,8 @@ def main(argv=None):
     report = check_dataset(dataset)
     for error in report.errors:
         print(f"ERROR {error}")
+    for note in report.notes:
+        print(f"NOTE {note}")
     if not report.ok:
         print(f"{len(report.errors)} problem(s) in {cfg.DATASET.DATASET} [{split}].")
         return 1

@@ -175,6 +175,9 @@ def add_dataset_config(cfg):
     cfg.DATASET.JSON_FILE = ""  # coco_panoptic_format: panoptic JSON, relative to ROOT; "{split}" is replaced
     cfg.DATASET.PANOPTIC_DIR = ""  # coco_panoptic_format: folder of the RGB-encoded panoptic PNGs
     cfg.DATASET.IMAGE_DIR = ""  # coco_panoptic_format: folder of the images
+    # turn images as their EXIF orientation tag says (as viewers show them): for annotations drawn on photos so;
+    # False reads the stored pixels (Cityscapes, COCO, and the official evaluators); tools/check_dataset.py tells
+    cfg.DATASET.EXIF_UPRIGHT = False
     cfg.DATASET.SYNTHETIC = CN()  # procedural synthetic dataset (DATASET.DATASET = synthetic_panoptic)
     cfg.DATASET.SYNTHETIC.IMAGE_SIZE = (128, 256)  # (height, width) of every generated image
     cfg.DATASET.SYNTHETIC.TRAIN_SIZE = 400  # number of images in the train split

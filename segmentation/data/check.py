@@ -13,10 +13,14 @@ from PIL import Image
 from .datasets.base import DatasetError
 from .datasets.coco_format import CocoPanopticFormat, rgb2id
 
+_ORIENTATION = 0x0112  # the EXIF orientation tag: 1 as stored; 2-8 turned and/or mirrored for viewing
+_SWAPS_SIDES = (5, 6, 7, 8)  # the orientations that turn an image by a quarter (width and height swap)
+
 
 @dataclass
 class CheckReport:
     errors: list = field(default_factory=list)  # "path: what is wrong"
+    notes: list = field(default_factory=list)  # what is not wrong but worth a look (e.g. EXIF orientation tags)
     images: int = 0
     segments_per_class: Counter = field(default_factory=Counter)
     thing_pixels: int = 0
@@ -57,6 +61,7 @@ def check_dataset(dataset, deep=True, max_errors=None):
         return report
     meta = dataset.metadata
     known = dataset.category_map
+    tagged = []  # images whose EXIF orientation tag turns or mirrors them for viewing
     for image_entry, ann in dataset.entries:
         if max_errors is not None and len(report.errors) >= max_errors:
             break
@@ -76,13 +81,20 @@ def check_dataset(dataset, deep=True, max_errors=None):
                               f"({meta.class_names[known[cat]]}) is a stuff class")
         if not deep or not os.path.isfile(ann_file) or not os.path.isfile(image_file):
             continue
+        orientation = 1
         try:
             with Image.open(image_file) as im:
                 im.load()
                 image_size = im.size
+                orientation = im.getexif().get(_ORIENTATION, 1)
         except Exception as e:  # noqa: BLE001 - any decoding failure is a finding, not a crash
             errors.append(f"{image_file}: image cannot be read ({e})")
             image_size = None
+        if orientation in range(2, 9):
+            tagged.append(image_file)
+        turned = image_size is not None and orientation in _SWAPS_SIDES
+        if turned and dataset.exif_upright:
+            image_size = image_size[::-1]
         try:
             with Image.open(ann_file) as im:
                 mode = im.mode
@@ -94,8 +106,13 @@ def check_dataset(dataset, deep=True, max_errors=None):
             errors.append(f"{ann_file}: panoptic PNG has mode {mode}, expected RGB (id = R + 256 G + 256^2 B)")
             continue
         if image_size is not None and image_size != (png.shape[1], png.shape[0]):
-            errors.append(f"{ann_file}: annotation is {png.shape[1]}x{png.shape[0]} but image {image_file} is "
-                          f"{image_size[0]}x{image_size[1]}")
+            upright = turned and dataset.exif_upright
+            message = (f"{ann_file}: annotation is {png.shape[1]}x{png.shape[0]} but image {image_file} is "
+                       f"{image_size[0]}x{image_size[1]}{' read upright' if upright else ''}")
+            if turned and image_size[::-1] == (png.shape[1], png.shape[0]):
+                frame = "as stored" if upright else f"turned as its EXIF orientation tag ({orientation}) says"
+                message += f"; it matches the image {frame}: set DATASET.EXIF_UPRIGHT {not upright}"
+            errors.append(message)
         ids, areas = np.unique(rgb2id(png), return_counts=True)
         area_of = dict(zip(ids.tolist(), areas.tolist()))
         listed = {seg.get("id") for seg in infos}
@@ -111,6 +128,13 @@ def check_dataset(dataset, deep=True, max_errors=None):
                               f"{area_of[seg_id]} pixels in the PNG")
             if cat in known:
                 report.count(known[cat], area_of[seg_id], meta)
+    if tagged:
+        frame = ("upright, turned as their tag says (DATASET.EXIF_UPRIGHT True)" if dataset.exif_upright else
+                 "as stored, ignoring their tag (DATASET.EXIF_UPRIGHT False)")
+        report.notes.append(f"{len(tagged)} of {report.images} images carry an EXIF orientation tag that turns or "
+                            f"mirrors them in image viewers (e.g. {tagged[0]}); they are read {frame}. Check that "
+                            f"their annotations were drawn in that frame: a half turn keeps the size, so no size "
+                            f"check can tell.")
     return report
 
 

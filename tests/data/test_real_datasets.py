@@ -21,6 +21,7 @@ from tests.fixtures.fake_datasets import (
     write_coco,
     write_coco_panoptic,
 )
+from tests.fixtures.images import save_turned
 
 
 def _cfg(dataset, root, num_classes, **extra):
@@ -128,6 +129,36 @@ def test_custom_coco_panoptic_format(tmp_path):
     cfg.DATASET.JSON_FILE = ""
     with pytest.raises(ValueError, match="DATASET.JSON_FILE"):
         build_dataset(cfg, "val", is_train=False)
+
+
+@pytest.mark.parametrize("orientation", [6, 3])
+def test_photos_tagged_with_an_exif_orientation_and_annotated_upright(tmp_path, capsys, orientation):
+    """Image 0 stored turned (a quarter with tag 6, half with tag 3), its annotation drawn on the upright image, as
+    labelling tools show photos: DATASET.EXIF_UPRIGHT True reads it upright; the checker says which setting fits
+    where the sizes tell (a quarter turn) and notes the tagged images where they cannot (a half turn)."""
+    cfg, written = _custom(tmp_path)
+    upright = written[0][1][0]
+    stored = np.rot90(upright, 1) if orientation == 6 else upright[::-1, ::-1]
+    save_turned(tmp_path / "img_val" / "000000000000.png", np.ascontiguousarray(stored), orientation)
+    report = check_dataset(build_dataset(cfg, "val", is_train=False))
+    assert len(report.notes) == 1 and "1 of 2 images carry an EXIF orientation tag" in report.notes[0]
+    assert "as stored, ignoring their tag (DATASET.EXIF_UPRIGHT False)" in report.notes[0]
+    if orientation == 6:
+        assert report.errors == [f"{tmp_path}/png_val/000000000000.png: annotation is 96x64 but image "
+                                 f"{tmp_path}/img_val/000000000000.png is 64x96; it matches the image turned as "
+                                 f"its EXIF orientation tag (6) says: set DATASET.EXIF_UPRIGHT True"]
+    else:
+        assert report.ok  # a half turn keeps the size: only the note can warn
+        import check_dataset as tool
+        (tmp_path / "cfg.yaml").write_text(cfg.dump())
+        assert tool.main(["--cfg", str(tmp_path / "cfg.yaml"), "--split", "val"]) == 0
+        assert "NOTE 1 of 2 images carry an EXIF orientation tag" in capsys.readouterr().out
+    cfg.DATASET.EXIF_UPRIGHT = True
+    ds = build_dataset(cfg, "val", is_train=False)
+    report = check_dataset(ds)
+    assert report.ok and "upright, turned as their tag says" in report.notes[0]
+    assert np.array_equal(ds.load(0)["image"], upright)
+    assert ds[0]["image"].shape[-2:] == ds[0]["panoptic"].shape
 
 
 # ---- checker: one planted fault per kind --------------------------------------------------------------------------

@@ -48,8 +48,9 @@ class PanopticDataset(Dataset):
         return None
 
     def __init__(self, split, is_train=False, transforms=None, target_generator=None, mean=(0.485, 0.456, 0.406),
-                 std=(0.229, 0.224, 0.225), pan_only=False, semantic_only=False, seed=0):
+                 std=(0.229, 0.224, 0.225), pan_only=False, semantic_only=False, seed=0, exif_upright=False):
         self.split = split
+        self.exif_upright = exif_upright  # image files are turned by their EXIF orientation tag (read_image)
         self.is_train = is_train
         self.transforms = transforms
         self.target_generator = target_generator
@@ -115,7 +116,7 @@ def build_dataset(cfg, split, is_train):
     dataset = cls.from_config(
         cfg, split, is_train=is_train, transforms=build_train_transforms(cfg) if is_train else None,
         target_generator=generator, mean=d.MEAN, std=d.STD, pan_only=d.PAN_ONLY, semantic_only=d.SEMANTIC_ONLY,
-        seed=max(cfg.SEED, 0))
+        seed=max(cfg.SEED, 0), exif_upright=d.EXIF_UPRIGHT)
     if dataset.metadata.class_names != meta.class_names:
         raise ValueError(f"The {split} split's categories differ from the {d.TRAIN_SPLIT} split's.")
     dataset.metadata = meta
@@ -145,8 +146,8 @@ def read_image(path, mode="RGB", upright=False):
 
     ``upright``: turn the pixels as the file's EXIF orientation tag says (a phone stores a portrait photo as a
     landscape bitmap and a tag), giving the frame every image viewer shows; for photos given to the demo and the
-    Predictor. Datasets read the stored pixels (the default), the frame their annotations and the official
-    evaluators use.
+    Predictor. Datasets read the stored pixels (the frame of Cityscapes' and COCO's annotations and of the
+    official evaluators) unless DATASET.EXIF_UPRIGHT says their annotations were drawn on upright images.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:

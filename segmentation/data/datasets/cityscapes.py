@@ -71,7 +71,7 @@ class CityscapesSemantic(PanopticDataset):
         label_file = self.label_files[index]
         image_id = os.path.basename(label_file)[: -len("_gtFine_labelTrainIds.png")]
         image_file = _image_path(self.root, self.split, image_id)
-        image = read_image(image_file)
+        image = read_image(image_file, upright=self.exif_upright)
         train_ids = read_image(label_file, mode=None)
         if train_ids.ndim != 2:
             raise DatasetError(f"Label PNG '{label_file}' must have one channel, got shape {train_ids.shape}.")

@@ -111,7 +111,7 @@ class CocoPanopticFormat(PanopticDataset):
     def load(self, index):
         image_entry, ann = self.entries[index]
         image_file, ann_file = self.image_path(image_entry), self.annotation_path(ann)
-        image = read_image(image_file)
+        image = read_image(image_file, upright=self.exif_upright)
         png = read_image(ann_file, mode=None)
         if png.ndim != 3 or png.shape[2] != 3:
             raise DatasetError(f"Panoptic PNG '{ann_file}' must be RGB-encoded (3 channels), got shape {png.shape}.")
