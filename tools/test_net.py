@@ -25,7 +25,7 @@ def main(argv=None):
     from segmentation.utils import comm
     device = resolve_device(cfg)
     configure_runtime(cfg, device)
-    rank, world_size, local_rank = comm.init_distributed(device.type)
+    rank, world_size, local_rank = comm.init_distributed(device.type, cfg.DIST_TIMEOUT)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
     model, path = build_inference_model(cfg, logger)

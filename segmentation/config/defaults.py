@@ -39,6 +39,10 @@ def add_misc_config(cfg):
     cfg.PRINT_FREQ = 20  # log a line every this many iterations
     cfg.CKPT_FREQ = 5000  # save OUTPUT_DIR/checkpoint.pth.tar every this many iterations
     cfg.SEED = 0  # seed of python, numpy and torch RNGs; negative: do not seed
+    # minutes a process of a torchrun job waits in a collective before the job aborts. The main process alone runs
+    # the official instance-AP evaluators (TEST.EVAL_INSTANCE) while the others wait: many minutes on Cityscapes or
+    # COCO val, beyond the 10 minutes NCCL gives by default
+    cfg.DIST_TIMEOUT = 60
     # intra-op threads of torch (and OpenCV) in training, evaluation and inference; 0: automatic, the CPUs this
     # process may use (affinity, cgroup quota) shared among the local processes, minus DATALOADER.NUM_WORKERS
     cfg.NUM_THREADS = 0

@@ -223,6 +223,8 @@ def validate_config(cfg):
                           f"{tuple(cfg.DATASET.MEAN)} and {tuple(cfg.DATASET.STD)}.")
     if cfg.PRINT_FREQ < 1:
         raise ConfigError(f"PRINT_FREQ must be at least 1, got {cfg.PRINT_FREQ}.")
+    if not cfg.DIST_TIMEOUT > 0:
+        raise ConfigError(f"DIST_TIMEOUT (minutes) must be positive, got {cfg.DIST_TIMEOUT}.")
     if cfg.OM.MIXINS and not cfg.OM.NAME:
         raise ConfigError(f"OM.MIXINS is {list(cfg.OM.MIXINS)} but OM.NAME is empty, so no formulation would use "
                           f"them: set OM.NAME (e.g. panoptic-deeplab) or remove OM.MIXINS.")

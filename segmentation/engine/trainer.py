@@ -132,7 +132,7 @@ class Trainer:
         self.cfg = cfg
         self.output_dir = cfg.OUTPUT_DIR
         self.device = resolve_device(cfg)
-        self.rank, self.world_size, local_rank = comm.init_distributed(self.device.type)
+        self.rank, self.world_size, local_rank = comm.init_distributed(self.device.type, cfg.DIST_TIMEOUT)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", local_rank)
         configure_runtime(cfg, self.device)

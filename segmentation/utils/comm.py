@@ -1,4 +1,5 @@
 """Process-group helpers: single-process by default, torchrun's environment when present."""
+import datetime
 import os
 
 import torch
@@ -21,18 +22,20 @@ def is_main_process():
     return get_rank() == 0
 
 
-def init_distributed(device_type):
+def init_distributed(device_type, timeout_minutes=None):
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); NCCL for CUDA,
     gloo for CPU. Without those variables it does nothing: plain ``python tools/train_net.py`` is one process;
     with them it joins even as the only process (``torchrun --nproc_per_node 1`` runs the code path of N processes:
-    the process group, DDP).
+    the process group, DDP). ``timeout_minutes`` (DIST_TIMEOUT): how long a collective may wait; None: torch's
+    default (10 minutes for NCCL, 30 for gloo).
 
     Returns (rank, world size, local rank).
     """
     if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
         return 0, 1, 0
     if not is_distributed():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        timeout = {} if timeout_minutes is None else {"timeout": datetime.timedelta(minutes=timeout_minutes)}
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", **timeout)
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)

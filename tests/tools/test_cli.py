@@ -81,6 +81,7 @@ def test_om_benchmark_runs_and_its_compiled_targets_are_identical():
     (["DATASET.CROP_SIZE", "(0, 0)"], "DATASET.CROP_SIZE must be two positive integers"),
     (["TEST.CROP_SIZE", "(1025,)"], "TEST.CROP_SIZE must be two positive integers"),
     (["DATASET.STD", "(0.0, 0.0, 0.0)"], "DATASET.STD 3 positive values"),
+    (["DIST_TIMEOUT", "0"], "DIST_TIMEOUT (minutes) must be positive"),
     (["OM.MIXINS", "('learnable-centers',)"], "OM.NAME is empty"),
     (["OM.NAME", "panoptic-deeplab", "OM.MIXINS", "('cpu-tensors',)", "DATASET.PAN_ONLY", "True"],
      "set DATASET.PAN_ONLY False"),
