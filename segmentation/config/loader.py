@@ -40,15 +40,50 @@ def _unknown_key_error(key, cfg, source):
                        f"segmentation/config/defaults.py.")
 
 
+# the types a config value may have (yacs' own), as error messages name them
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "True or False", tuple: "a tuple",
+          list: "a list"}
+
+
+def _typed(value, default, key, source):
+    """``value`` (a YAML value or a command-line string) decoded as yacs decodes it, for the key whose default is
+    ``default``: accepted as yacs accepts it (the same type, None either way, list for tuple and back), and an int
+    where the default is a float becomes that float (``SOLVER.WEIGHT_DECAY 0``); anything else is a ConfigError
+    saying what the key takes."""
+    if isinstance(default, CN):
+        raise ConfigError(f"Config key '{key}' (in {source}) is a group of keys; set its keys (e.g. "
+                          f"{key}.{next(iter(default))}), not {value!r}.")
+    value = CN._decode_cfg_value(value)
+    if type(value) is int and type(default) is float:
+        return float(value)
+    if {type(value), type(default)} == {list, tuple}:  # YAML has only lists: the default's kind of sequence
+        return type(default)(value)
+    kind_ok = type(value) in _KINDS or value is None  # not a dict, a set, ...
+    if not (kind_ok and (type(value) is type(default) or value is None or default is None)):
+        raise ConfigError(f"Config key '{key}' (in {source}) takes {_KINDS.get(type(default), type(default).__name__)} "
+                          f"(default {default!r}), got {value!r} ({_KINDS.get(type(value), type(value).__name__)}).")
+    return value
+
+
+def _assign(data, cfg):
+    """Write the typed values of ``data`` (checked by ``_check_keys``) into ``cfg`` (an error if it is frozen)."""
+    for key, value in data.items():
+        if isinstance(cfg[key], CN) and isinstance(value, dict):
+            _assign(value, cfg[key])
+        else:
+            setattr(cfg, key, value)
+
+
 def _check_keys(data, cfg, source, root, prefix=""):
+    """Raise ConfigError for an unknown key or a value of the wrong type; decode and type every value in place."""
     for key, value in data.items():
         full = prefix + key
         if key not in cfg:
             raise _unknown_key_error(full, root, source)
-        if isinstance(cfg[key], CN):
-            if not isinstance(value, dict):
-                raise ConfigError(f"Config key '{full}' (in {source}) is a group; give it a mapping, not {value!r}.")
+        if isinstance(cfg[key], CN) and isinstance(value, dict):
             _check_keys(value, cfg[key], source, root, full + ".")
+        else:
+            data[key] = _typed(value, cfg[key], full, source)
 
 
 def _read_yaml(path, seen=()):
@@ -132,10 +167,7 @@ def merge_config_file(cfg, path):
     ConfigError."""
     data = upgrade(_read_yaml(path), path)
     _check_keys(data, cfg, path, cfg)
-    try:
-        cfg.merge_from_other_cfg(CN(data))
-    except ValueError as e:
-        raise ConfigError(f"In {path}: {e}") from None
+    _assign(data, cfg)
 
 
 def merge_opts(cfg, opts):
@@ -143,16 +175,13 @@ def merge_opts(cfg, opts):
     opts = list(opts or [])
     if len(opts) % 2:
         raise ConfigError(f"Overrides must be KEY VALUE pairs; got an odd number of items: {opts}.")
-    for key in opts[0::2]:
-        node = cfg
+    for key, value in zip(opts[0::2], opts[1::2]):
+        parent, node = None, cfg
         for part in key.split("."):
             if not isinstance(node, CN) or part not in node:
                 raise _unknown_key_error(key, cfg, "command-line overrides")
-            node = node[part]
-    try:
-        cfg.merge_from_list(opts)
-    except ValueError as e:
-        raise ConfigError(f"In command-line overrides: {e}") from None
+            parent, node = node, node[part]
+        setattr(parent, part, _typed(value, node, key, "command-line overrides"))
 
 
 def _shipped_config_dirs():
@@ -174,7 +203,7 @@ def resolve_config_path(path: str) -> str:
     if os.path.exists(path) or os.path.isabs(path):
         return path
     name = path[len("configs/"):] if path.startswith("configs/") else path
-    candidates = [os.path.join(d, name) for d in _shipped_config_dirs()]
+    candidates = list(dict.fromkeys(os.path.join(d, name) for d in _shipped_config_dirs()))
     for candidate in candidates:
         if os.path.isfile(candidate):
             return candidate

@@ -48,6 +48,41 @@ def test_missing_file_odd_overrides_and_type_errors(tmp_path):
         load_config(None, ["TRAIN.MAX_ITER", "'many'"])
 
 
+@pytest.mark.parametrize("opts, message", [
+    (["TRAIN.MAX_ITER", "many"], "Config key 'TRAIN.MAX_ITER' (in command-line overrides) takes an integer "
+                                 "(default 90000), got 'many' (a string)."),
+    (["TRAIN.MAX_ITER", "1.5"], "takes an integer (default 90000), got 1.5 (a number)."),
+    (["TRAIN.RESUME", "1"], "takes True or False (default False), got 1 (an integer)."),
+    (["DATASET.CROP_SIZE", "[64, 64"], "takes a tuple (default (513, 1025)), got '[64, 64' (a string)."),
+    (["DATASET.CROP_SIZE", "{64, 32}"], "takes a tuple (default (513, 1025)), got {64, 32} (set)."),
+    (["TRAIN", "3"], "Config key 'TRAIN' (in command-line overrides) is a group of keys; set its keys (e.g. "
+                     "TRAIN.IMS_PER_BATCH), not '3'."),
+])
+def test_a_value_of_the_wrong_type_names_what_the_key_takes(opts, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, opts)
+    assert message in str(info.value)
+
+
+def test_integers_where_numbers_are_expected_and_lists_for_tuples(tmp_path):
+    """``SOLVER.WEIGHT_DECAY 0`` or ``BASE_LR: 1`` mean the float (yacs refused them); YAML lists become the tuples
+    of the defaults; strings stay strings; command line and files type values alike."""
+    opts = ["SOLVER.WEIGHT_DECAY", "0", "SOLVER.BASE_LR", "1", "DATASET.CROP_SIZE", "[64, 32]", "OUTPUT_DIR", "./a/b",
+            "MODEL.WEIGHTS", ""]
+    cfg = load_config(None, opts)
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("SOLVER:\n  WEIGHT_DECAY: 0\n  BASE_LR: 1\nDATASET:\n  CROP_SIZE: [64, 32]\n"
+                         "OUTPUT_DIR: ./a/b\nMODEL:\n  WEIGHTS: ''\n")
+    for c in (cfg, load_config(str(yaml_file))):
+        assert c.SOLVER.WEIGHT_DECAY == 0.0 and type(c.SOLVER.WEIGHT_DECAY) is float
+        assert c.SOLVER.BASE_LR == 1.0 and type(c.SOLVER.BASE_LR) is float
+        assert c.DATASET.CROP_SIZE == (64, 32) and c.OUTPUT_DIR == "./a/b" and c.MODEL.WEIGHTS == ""
+    frozen = load_config(None)
+    from segmentation.config import merge_opts
+    with pytest.raises(AttributeError, match="immutable"):
+        merge_opts(frozen, ["SOLVER.BASE_LR", "0.5"])
+
+
 def test_om_base_is_a_deprecated_alias():
     with pytest.warns(DeprecationWarning, match="OM.NAME"):
         cfg = load_config(None, ["OM.BASE", "panoptic-deeplab"])
