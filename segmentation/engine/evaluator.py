@@ -30,11 +30,14 @@ ORACLE_KEYS = {"ORACLE_SEMANTIC": "oracle-semantics", "ORACLE_CENTER": "oracle-c
 def evaluation_dir(cfg, checkpoint):
     """``OUTPUT_DIR/eval/<split>-<checkpoint name>-<hash>``: one folder per evaluation setting, so that an evaluation
     never overwrites the training run's files nor another evaluation's; the hash covers the config keys that change
-    predictions at test time (TEST, POST_PROCESSING, OM, DATASET) and is the same on every process."""
+    predictions at test time (TEST, POST_PROCESSING, OM, DATASET) and the checkpoint's path as given (TEST.MODEL_FILE
+    is in TEST, but MODEL.WEIGHTS is not: two runs' final_state.pth given so got one folder), the same on every
+    process."""
     import hashlib
 
     from ..config import dump_config
-    relevant = "\n".join(dump_config(cfg[k]) for k in ("TEST", "POST_PROCESSING", "OM", "DATASET"))
+    relevant = "\n".join([dump_config(cfg[k]) for k in ("TEST", "POST_PROCESSING", "OM", "DATASET")]
+                         + [os.path.normpath(checkpoint)])
     digest = hashlib.sha1(relevant.encode()).hexdigest()[:8]
     stem = os.path.splitext(os.path.basename(checkpoint))[0].replace(".pth", "")
     return os.path.join(cfg.OUTPUT_DIR, "eval", f"{cfg.DATASET.TEST_SPLIT}-{stem}-{digest}")

@@ -40,3 +40,23 @@ def test_every_registered_evaluator_follows_the_protocol(synthetic_cfg, tmp_path
     evaluator.process(inputs, {k: outputs[k] for k in evaluator.needs})
     evaluator.synchronize()
     assert isinstance(evaluator.evaluate(), dict)
+
+
+def test_each_checkpoint_and_test_setting_has_its_own_evaluation_folder(synthetic_cfg, tmp_path):
+    """Two runs' final_state.pth given by MODEL.WEIGHTS (which test_net clears once it has read it) with one config
+    file get two folders; the same checkpoint and settings get the same folder; a test-time key changes it."""
+    from segmentation.engine.evaluator import evaluation_dir
+    from segmentation.engine.predictor import checkpoint_path_for_inference
+    folders = []
+    for run in ("run1", "run2", "run1"):
+        (tmp_path / run).mkdir(exist_ok=True)
+        torch.save({}, tmp_path / run / "final_state.pth")
+        cfg = synthetic_cfg.clone()
+        cfg.MODEL.WEIGHTS = str(tmp_path / run / "final_state.pth")
+        folders.append(evaluation_dir(cfg, checkpoint_path_for_inference(cfg)))
+    assert folders[0] != folders[1] and folders[0] == folders[2]
+    assert folders[0].startswith(f"{synthetic_cfg.OUTPUT_DIR}/eval/val-final_state-")
+    cfg = synthetic_cfg.clone()
+    cfg.POST_PROCESSING.CENTER_THRESHOLD = 0.3
+    assert evaluation_dir(cfg, str(tmp_path / "run1" / "./final_state.pth")) != folders[0]
+    assert evaluation_dir(synthetic_cfg, str(tmp_path / "run1" / "./final_state.pth")) == folders[0]
