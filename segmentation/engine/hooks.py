@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from ..config import dump_config
 from ..utils import comm
 from ..utils.logger import format_seconds
 
@@ -257,8 +258,8 @@ class PeriodicEvaluator(HookBase):
             if comm.is_main_process():
                 from ..utils.checkpoint import save_checkpoint
                 plain = json.loads(json.dumps(metrics, default=float))  # numpy scalars -> floats (weights_only load)
-                save_checkpoint({"model": trainer.net.state_dict(), "iteration": trainer.done, "metrics": plain},
-                                os.path.join(trainer.output_dir, "best.pth"))
+                save_checkpoint({"model": trainer.net.state_dict(), "iteration": trainer.done, "metrics": plain,
+                                 "config": dump_config(trainer.cfg)}, os.path.join(trainer.output_dir, "best.pth"))
             logger.info("New best %s %.2f at iteration %d: saved best.pth.", self.metric, value, trainer.done)
         if comm.is_main_process():
             update_run_record(trainer.output_dir, best=self.best)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import yaml
 
 from ..config import load_config
 from ..data import get_metadata
@@ -22,6 +23,7 @@ from ..data.datasets import read_image
 from ..data.transforms import normalize, to_tensor
 from ..model import build_model, compile_network
 from ..model.original_format import model_state_dict
+from ..model.output_math import formulation_mismatch
 from ..model.output_math.wrapper import output_math_view
 from ..utils.checkpoint import load_checkpoint, load_model_weights, require_finite_weights
 from ..utils.runtime import (
@@ -56,13 +58,30 @@ def checkpoint_path_for_inference(cfg) -> str:
     return path
 
 
+def warn_formulation_mismatch(checkpoint, cfg, path, log):
+    """Warn when the OM formulation of ``cfg`` reads the network outputs otherwise than the one the checkpoint was
+    trained with (recorded in its config: final_state.pth, best.pth and checkpoint.pth.tar hold it): e.g. a
+    focal-centers model evaluated with the base config would have its centre logits thresholded as a heatmap."""
+    saved = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    if not isinstance(saved, str):
+        return
+    om = (yaml.safe_load(saved) or {}).get("OM", {})
+    trained = (om.get("NAME") or om.get("BASE") or "", tuple(om.get("MIXINS") or ()))
+    for line in formulation_mismatch(trained, (cfg.OM.NAME, tuple(cfg.OM.MIXINS))):
+        log.warning("%s: %s (OM.MIXINS %s when trained); the metrics would not be those of the trained model. "
+                    "Evaluate with the training run's config.yaml, or set OM.NAME / OM.MIXINS as trained.", path,
+                    line, list(trained[1]))
+
+
 def build_inference_model(cfg, log: logging.Logger | None = None) -> tuple[torch.nn.Module, str]:
     """(model with the weights of the checkpoint of ``checkpoint_path_for_inference``, that path), on the CPU.
     Loads strictly (an original-repository checkpoint is converted), refuses weights with NaN or infinite values,
     warns when the checkpoint comes from a run that did not finish."""
     log = log or logger
     path = checkpoint_path_for_inference(cfg)
-    state = require_finite_weights(model_state_dict(load_checkpoint(path), path), path)
+    checkpoint = load_checkpoint(path)
+    state = require_finite_weights(model_state_dict(checkpoint, path), path)
+    warn_formulation_mismatch(checkpoint, cfg, path, log)
     record = read_run_record(os.path.dirname(os.path.abspath(path)))
     if record and record.get("status") not in (None, "finished"):
         log.warning("%s comes from a run that did not finish (%s): these are not the final weights.", path,

@@ -241,8 +241,10 @@ class Trainer:
         logger.info("Resumed from %s at iteration %d.", self.checkpoint_path, self.start_iter)
 
     def save_final(self):
+        """OUTPUT_DIR/final_state.pth: the weights, and the config they were trained with (read by evaluation)."""
         if comm.is_main_process():
-            save_checkpoint({"model": self.net.state_dict()}, os.path.join(self.output_dir, FINAL_NAME))
+            save_checkpoint({"model": self.net.state_dict(), "config": dump_config(self.cfg)},
+                            os.path.join(self.output_dir, FINAL_NAME))
 
     # ---- the loop ------------------------------------------------------------------------------------------------
     def _on_child_exit(self, signum, frame):

@@ -1,4 +1,5 @@
 """The Python inference API: a config and a checkpoint, then maps and segments_info for images."""
+import logging
 import os
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segmentation.config import load_config
+from segmentation.config import dump_config, load_config
 from segmentation.data.datasets import render_scene
 from segmentation.engine.inference import predict
 from segmentation.model import build_model
@@ -102,3 +103,30 @@ def test_a_wrong_image_is_explained(checkpoint):
     predictor = Predictor(CFG, checkpoint, opts=SMALL)
     with pytest.raises(ValueError, match="RGB uint8 image"):
         predictor(np.zeros((64, 96), dtype=np.float32))
+
+
+FOCAL_CFG = os.path.join(ROOT, "configs/synthetic/om_focal_centers.yaml")
+
+
+@pytest.mark.parametrize("trained, evaluated, warns", [
+    (FOCAL_CFG, OM_CFG, True),  # its centre logits would be thresholded as a heatmap
+    (OM_CFG, FOCAL_CFG, True),  # a heatmap read as logits
+    (FOCAL_CFG, FOCAL_CFG, False),
+    (CFG, OM_CFG, False),  # a conventional model is read by the base formulation
+    (OM_CFG, os.path.join(ROOT, "configs/synthetic/om_oracle_centers.yaml"), False),  # an oracle study
+    (None, FOCAL_CFG, False),  # a checkpoint without its config (older, or the original's): nothing to compare
+])
+def test_evaluating_with_another_reading_of_the_outputs_warns(tmp_path, caplog, monkeypatch, trained, evaluated,
+                                                              warns):
+    from segmentation.engine.predictor import build_inference_model
+    from segmentation.utils.checkpoint import save_checkpoint
+    cfg = load_config(trained or CFG, SMALL)
+    path = str(tmp_path / "final_state.pth")
+    save_checkpoint({"model": build_model(cfg).state_dict(), **({"config": dump_config(cfg)} if trained else {})},
+                    path)
+    caplog.set_level("WARNING")
+    monkeypatch.setattr(logging.getLogger("segmentation"), "propagate", True)  # to caplog, whatever set it up
+    build_inference_model(load_config(evaluated, [*SMALL, "TEST.MODEL_FILE", path]))
+    assert ("changes how the network outputs are read" in caplog.text) == warns, caplog.text
+    if warns:
+        assert "focal-centers" in caplog.text and "Evaluate with the training run's config.yaml" in caplog.text

@@ -21,6 +21,8 @@ def test_short_training_writes_run_files_and_resumes(synthetic_cfg, tmp_path):
         assert os.path.isfile(tmp_path / name), name
     state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert state["iteration"] == 4 and {"model", "optimizer", "scheduler"} <= set(state)
+    final = torch.load(tmp_path / FINAL_NAME, weights_only=True)  # the weights and the config they were trained with
+    assert set(final) == {"model", "config"} and final["config"] == state["config"]
     synthetic_cfg.TRAIN.RESUME = True
     synthetic_cfg.TRAIN.MAX_ITER = 6
     trainer = Trainer(synthetic_cfg)

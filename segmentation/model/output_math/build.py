@@ -139,6 +139,42 @@ def loss_reads_network_outputs(cls):
     return any(raw and name.endswith("_pred") for (name, _), raw in reached_definitions(cls, ("loss",)).items())
 
 
+def decoding_mixins(base_name, mixin_names):
+    """Names of the mixins among ``mixin_names`` (on the base ``base_name``; "" is a conventional model, read by the
+    base formulation) that change how the network outputs are read: one of their ``*_pred`` definitions runs in
+    the decoding (``panoptic_pred``, ``semantic_pred``) and reads a network output, as focal-centers' sigmoid
+    heatmap does. Not the oracles (they replace a prediction by a truth) nor the mixins of losses and targets."""
+    if not base_name:
+        return set()
+    from .graph import reached_definitions
+    cls = compose(base_name, tuple(mixin_names))
+    found = set()
+    for (name, owner), _ in reached_definitions(cls, ("panoptic_pred", "semantic_pred")).items():
+        if getattr(owner, "OM_KIND", None) != "mixin" or not name.endswith("_pred"):
+            continue
+        if any(raw and var.endswith("_pred") for (var, _), raw in reached_definitions(cls, (name,)).items()):
+            found.add(owner.OM_NAME)
+    return found
+
+
+def formulation_mismatch(trained, evaluated):
+    """What differs in how two formulations, ``(OM.NAME, OM.MIXINS)`` of a checkpoint's training and of its
+    evaluation, read the network outputs (a list of sentences; empty when they read them alike)."""
+    (trained_name, trained_mixins), (name, mixins) = trained, evaluated
+    if trained_name and name and trained_name != name:
+        return [f"it was trained with OM.NAME '{trained_name}', and is evaluated with '{name}'"]
+    base = name or trained_name
+    try:
+        needed = decoding_mixins(base, trained_mixins)
+    except OMCompositionError as e:
+        return [f"its training formulation cannot be built here ({e})"]
+    lines = [f"it was trained with the mixin '{m}', which changes how the network outputs are read, and is "
+             f"evaluated without it" for m in sorted(needed - set(mixins))]
+    lines += [f"it is evaluated with the mixin '{m}', which changes how the network outputs are read, and was "
+              f"trained without it" for m in sorted(decoding_mixins(base, mixins) - set(trained_mixins))]
+    return lines
+
+
 def _make_class(parts, key):
     base, *mixins = parts
     bases = tuple(reversed(mixins)) + (base,)

@@ -10,6 +10,8 @@ from segmentation.model.output_math import (
     OutputMath,
     build_output_math_class,
     compose,
+    decoding_mixins,
+    formulation_mismatch,
     register_om,
 )
 from segmentation.model.output_math.build import _names
@@ -143,3 +145,33 @@ def test_every_ordered_pair_composes_or_is_refused(base, pair):
     if cls is not None:
         mro = cls.__mro__
         assert mro.index(OM_REGISTRY.get(pair[1])) < mro.index(OM_REGISTRY.get(pair[0]))
+
+
+# the registered mixins that change how the network outputs are read at test time (focal-centers: a sigmoid of the
+# centre head's output instead of the output itself); every other one changes a loss, a target or is an oracle
+READS_OUTPUTS_OTHERWISE = {"focal-centers"}
+
+
+@pytest.mark.parametrize("mixin", [m for m in MIXINS if OM_REGISTRY.get(m).__module__.startswith("segmentation.")])
+def test_the_mixins_that_change_how_outputs_are_read(mixin):
+    expected = {mixin} if mixin in READS_OUTPUTS_OTHERWISE else set()
+    assert decoding_mixins("panoptic-deeplab", (mixin,)) == expected
+    assert decoding_mixins("", (mixin,)) == set()  # a conventional model: the base formulation's reading
+
+
+def test_formulation_mismatch_names_what_differs():
+    focal = ("panoptic-deeplab", ("focal-centers",))
+    assert formulation_mismatch(focal, focal) == []
+    assert formulation_mismatch(focal, ("panoptic-deeplab", ("focal-centers", "oracle-offsets"))) == []
+    assert formulation_mismatch(("", ()), ("panoptic-deeplab", ("oracle-centers",))) == []  # oracle studies
+    assert formulation_mismatch(("panoptic-deeplab", ("push-pull",)), ("", ())) == []  # a loss mixin
+    assert formulation_mismatch(focal, ("panoptic-deeplab", ())) == [
+        "it was trained with the mixin 'focal-centers', which changes how the network outputs are read, and is "
+        "evaluated without it"]
+    assert formulation_mismatch(("", ()), focal) == [
+        "it is evaluated with the mixin 'focal-centers', which changes how the network outputs are read, and was "
+        "trained without it"]
+    assert formulation_mismatch(("other-base", ()), focal) == [
+        "it was trained with OM.NAME 'other-base', and is evaluated with 'panoptic-deeplab'"]
+    (line,) = formulation_mismatch(("panoptic-deeplab", ("gone-mixin",)), ("panoptic-deeplab", ()))
+    assert line.startswith("its training formulation cannot be built here (Unknown mixin 'gone-mixin'")
