@@ -76,8 +76,11 @@ def run(main, argv=None):
     """Call ``main(argv)`` and turn what it raises into an exit status: 0 or main's own, 1 for an error (one line),
     128 + N for a training stopped by signal N after saving."""
     from segmentation.engine.trainer import TrainingInterrupted
+    from segmentation.utils import comm
     try:
-        return main(argv) or 0
+        status = main(argv) or 0
+        comm.shutdown()  # under torchrun: every process got here, then the process group goes
+        return status
     except TrainingInterrupted as e:
         logging.getLogger("segmentation").info("%s", e)
         return e.exit_code

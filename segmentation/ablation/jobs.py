@@ -118,6 +118,7 @@ def train_and_evaluate(job):
               "metrics": metrics, "value": metrics.get(job.metric)}
     if comm.is_main_process():
         write_json_atomically(os.path.join(job.folder, RESULT_RECORD), result)
+    comm.shutdown()  # every process of a distributed job got here, then the process group goes
     return result
 
 

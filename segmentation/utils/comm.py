@@ -42,6 +42,15 @@ def init_distributed(device_type, timeout_minutes=None):
     return dist.get_rank(), dist.get_world_size(), local_rank
 
 
+def shutdown():
+    """Leave the process group in order at the end of a run: every process waits until all got here, then the group
+    is destroyed, so that none exits while another still talks to it (a gloo process that outlived its peers could
+    abort at exit: "terminate called without an active exception"; NCCL warns about a group not destroyed)."""
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def all_reduce_sum(array):
     """Sum a numpy array (or tensor) over all processes, in place for arrays; returns the summed value."""
     if not is_distributed():

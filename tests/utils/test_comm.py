@@ -59,3 +59,26 @@ def test_the_trainer_and_test_net_join_with_dist_timeout(monkeypatch, tmp_path):
     with pytest.raises(_Joined):
         test_net.main(["--cfg", cfg_file, *opts])
     assert seen == [45, 45]
+
+
+def _leave(rank):
+    comm.shutdown()  # a barrier, then the group is destroyed
+    return comm.is_distributed()
+
+
+def test_shutdown_leaves_the_group_in_order():
+    from tests.fixtures.distributed import in_two_processes
+    assert in_two_processes(_leave) == {0: False, 1: False}
+    comm.shutdown()  # without a group: nothing to do
+
+
+def test_the_tools_leave_the_group_after_a_successful_run(monkeypatch):
+    """tools/_common.run shuts the group down when main returns (not after an error: the others may be gone)."""
+    import _common
+    calls = []
+    monkeypatch.setattr(comm, "shutdown", lambda: calls.append(1))
+    assert _common.run(lambda argv: 0) == 0 and calls == [1]
+
+    def fails(argv):
+        raise FileNotFoundError("no such checkpoint")
+    assert _common.run(fails) == 1 and calls == [1]
